@@ -1,0 +1,3 @@
+"""jaxsora: a JAX/Flax implementation of the Sora design."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The data layer: clip sources (synthetic world, folders, TFDS) and the native-aspect Grain pipeline."""
