@@ -1,0 +1,55 @@
+"""The small default: what tests, `jaxsora data preview` and the CPU demo use.
+
+Clips are sized to about 64x64 pixels per frame at their native aspect ratio (a 16:9 clip becomes 80x48),
+at most 17 frames (1 + 4k, the form the causal VAE takes) at 8 frames per second.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    data = config.data = ml_collections.ConfigDict()
+    data.source = "synthetic"  # synthetic | folder | tfds
+    data.path = ""  # folder source: the root folder of videos/images
+    data.captions = ""  # folder source: captions.jsonl (default: <path>/captions.jsonl, else sidecar .txt)
+    data.tfds_name = ""  # tfds source: dataset name (array_record format)
+    data.tfds_data_dir = ""
+    data.tfds_split = "train"
+    data.video_key = ""  # tfds source: feature names; empty = detect
+    data.text_key = ""
+    data.caption = "descriptive"  # descriptive | short (short only where the source has short captions)
+
+    # Geometry: native aspect kept, each frame fit to a pixel budget, sides multiples of `spatial_multiple`
+    # (the VAE's spatial factor x the patch size), durations of the form 1 + k * temporal_factor.
+    data.max_pixels = 64 * 64
+    data.spatial_multiple = 16
+    data.upscale = False  # never enlarge clips smaller than the budget
+    data.crop = "none"  # none | square (centre square crop: the framing experiment's baseline)
+    data.max_frames = 17
+    data.temporal_factor = 4
+    data.fps = 8.0  # resample to this rate by frame striding; 0 keeps the native rate
+    data.random_crop = True  # random temporal window (else the first frames)
+
+    # Batching by shape bucket: every batch is one (T, H, W); its size is max_batch_pixels // (T*H*W),
+    # clamped to [batch_multiple, max_batch_size] and rounded down to a multiple of batch_multiple.
+    data.max_batch_pixels = 8 * 17 * 64 * 64
+    data.max_batch_size = 32
+    data.batch_multiple = 1
+    data.max_buffered = 512  # clips held across buckets before the fullest partial bucket is flushed
+    data.shuffle = True
+    data.num_threads = 2  # decode/render threads in this process
+    data.num_workers = 0  # worker processes (grain multiprocessing); 0 = none
+
+    data.synthetic = ml_collections.ConfigDict()
+    data.synthetic.num_clips = 100_000
+    data.synthetic.seed = 0
+    data.synthetic.image_fraction = 0.2
+    data.synthetic.min_frames = 8
+    data.synthetic.max_frames = 96
+
+    config.text = ml_collections.ConfigDict()
+    config.text.max_len = 192  # byte-level tokens, BOS and EOS included
+    return config

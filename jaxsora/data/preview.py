@@ -1,0 +1,100 @@
+"""`jaxsora data preview`: look at what the clip pipeline yields before training on it.
+
+Writes a contact sheet (frames of each clip at its own aspect ratio, with its caption), a few clips as mp4
+and gif, and returns the table of shape buckets (T, H, W) with their counts and batch sizes.
+"""
+
+from __future__ import annotations
+
+import collections
+import pathlib
+import textwrap
+
+import grain
+import ml_collections
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from jaxsora.data.buckets import batch_size_for
+from jaxsora.data.pipeline import clip_dataset, make_source
+
+ROW_HEIGHT = 96
+FRAMES_PER_ROW = 6
+TEXT_WIDTH = 420
+
+
+def contact_sheet(clips: list[dict]) -> Image.Image:
+    """One row per clip: up to six evenly spaced frames scaled to a common height, and the caption."""
+    font = ImageFont.load_default(size=12)
+    rows = []
+    for clip in clips:
+        video = clip["video"]
+        t, h, w = video.shape[:3]
+        picks = np.unique(np.linspace(0, t - 1, min(t, FRAMES_PER_ROW)).round().astype(int))
+        scaled_w = max(1, round(w * ROW_HEIGHT / h))
+        tiles = [Image.fromarray(video[i]).resize((scaled_w, ROW_HEIGHT), Image.NEAREST) for i in picks]
+        row = Image.new("RGB", (FRAMES_PER_ROW * (scaled_w + 4) + TEXT_WIDTH, ROW_HEIGHT + 8), "white")
+        for k, tile in enumerate(tiles):
+            row.paste(tile, (k * (scaled_w + 4), 4))
+        label = f"{t}x{h}x{w} @ {float(clip['fps']):g} fps\n" + "\n".join(
+            textwrap.wrap(clip["caption"], width=64)[:5]
+        )
+        ImageDraw.Draw(row).multiline_text(
+            (FRAMES_PER_ROW * (scaled_w + 4) + 6, 4), label, fill="black", font=font, spacing=2
+        )
+        rows.append(row)
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    top = 0
+    for row in rows:
+        sheet.paste(row, (0, top))
+        top += row.height
+    return sheet
+
+
+def bucket_table(shapes: collections.Counter, data: ml_collections.ConfigDict) -> str:
+    lines = [f"{'frames':>6} {'height':>6} {'width':>6} {'aspect':>7} {'clips':>6} {'batch':>6}"]
+    for (t, h, w), count in sorted(shapes.items(), key=lambda kv: (-kv[1], kv[0])):
+        batch = batch_size_for(
+            (t, h, w),
+            max_batch_pixels=data.max_batch_pixels,
+            max_batch_size=data.max_batch_size,
+            multiple=data.batch_multiple,
+        )
+        lines.append(f"{t:>6} {h:>6} {w:>6} {w / h:>7.2f} {count:>6} {batch:>6}")
+    lines.append(f"{len(shapes)} buckets, {sum(shapes.values())} clips")
+    return "\n".join(lines)
+
+
+def preview(config: ml_collections.ConfigDict, out: pathlib.Path, num_clips: int, num_videos: int) -> str:
+    from jaxsora.data import video_io
+
+    out.mkdir(parents=True, exist_ok=True)
+    source = make_source(config.data)
+    ds = clip_dataset(source, config, shard_index=0, shard_count=1, num_epochs=1)
+    it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=max(config.data.num_threads, 1))))
+    clips, shapes, skipped = [], collections.Counter(), []
+    for element in tqdm(it, total=min(num_clips, len(source)), desc="clips", unit="clip"):
+        if "skipped" in element:
+            skipped.append(element["skipped"])
+            continue
+        shapes[tuple(element["video"].shape[:3])] += 1
+        if len(clips) < max(12, num_videos):
+            clips.append(element)
+        if sum(shapes.values()) >= num_clips:
+            break
+    if not clips:
+        raise ValueError(f"the source yielded no readable clips ({len(skipped)} skipped)")
+    contact_sheet(clips[:12]).save(out / "contact_sheet.png")
+    videos = [c for c in clips if c["video"].shape[0] > 1][:num_videos]
+    with open(out / "captions.txt", "w") as f:
+        for k, clip in enumerate(videos):
+            fps = float(clip["fps"])
+            video_io.write_video(out / f"clip_{k}.mp4", clip["video"], fps)
+            video_io.write_video(out / f"clip_{k}.gif", clip["video"], fps)
+            f.write(f"clip_{k}: {clip['caption']}\n")
+    table = bucket_table(shapes, config.data)
+    (out / "buckets.txt").write_text(table + "\n")
+    if skipped:
+        table += f"\nskipped {len(skipped)} unreadable clips: {', '.join(skipped[:5])}"
+    return table

@@ -1,0 +1,79 @@
+import re
+import subprocess
+import sys
+
+import pytest
+
+from jaxsora.config import ConfigError, load_config, split_override_args
+
+
+def test_tiny_loads_and_is_locked():
+    config = load_config("configs/tiny.py")
+    assert config.data.source == "synthetic"
+    with pytest.raises(AttributeError):
+        config.data.new_key = 1
+
+
+def test_preset_name_resolves():
+    assert load_config("tiny").data.max_frames == load_config("configs/tiny.py").data.max_frames
+
+
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("data.max_frames=33", "max_frames", 33),
+        ("data.fps=12", "fps", 12.0),
+        ("data.shuffle=false", "shuffle", False),
+        ("data.crop=square", "crop", "square"),
+    ],
+)
+def test_overrides_are_typed(override, key, value):
+    config = load_config("configs/tiny.py", [override])
+    assert config.data[key] == value and type(config.data[key]) is type(value)
+
+
+def test_split_override_args_both_forms():
+    overrides, rest = split_override_args(
+        ["--config", "x.py", "--config.a.b=1", "--config.c", "2", "--out", "d"]
+    )
+    assert overrides == ["a.b=1", "c=2"]
+    assert rest == ["--config", "x.py", "--out", "d"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.fpss=3", "unknown config key 'data.fpss' (did you mean 'data.fps'?)"),
+        ("data.max_frames=abc", "config key 'data.max_frames' expects an integer, got 'abc'"),
+        ("data.shuffle=maybe", "config key 'data.shuffle' expects true/false"),
+        ("nope.x=1", "unknown config key 'nope.x'"),
+        ("data=1", "is a section"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("configs/tiny.py", [override])
+
+
+def test_missing_config_file_lists_presets():
+    with pytest.raises(ConfigError, match="not found.*tiny"):
+        load_config("configs/nope.py")
+
+
+def test_cli_error_is_one_line_without_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxsora.cli", "config", "show", "--config.data.fpss=3"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == "jaxsora: error: unknown config key 'data.fpss' (did you mean 'data.fps'?)"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_help_for_every_command():
+    for args in (["--help"], ["data", "--help"], ["data", "preview", "--help"], ["config", "show", "--help"]):
+        result = subprocess.run([sys.executable, "-m", "jaxsora.cli", *args], capture_output=True, text=True)
+        assert result.returncode == 0 and "usage: jaxsora" in result.stdout
