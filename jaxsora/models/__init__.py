@@ -1,0 +1,1 @@
+"""Flax Linen models: the causal video VAE, the diffusion transformer, the text encoders."""

@@ -1,0 +1,272 @@
+"""The video compression network: a causal 3D convolutional VAE (KL bottleneck).
+
+Causal in time: every temporal convolution pads on the past side only, so latent frame ``i`` depends on
+pixel frames ``<= f * i`` (``f`` the temporal factor). A clip of ``1 + f*k`` frames becomes ``1 + k`` latent
+frames; the first frame is encoded on its own, which makes an image (1 frame) a valid input and output.
+
+Streaming: each :class:`CausalConv3d` can keep the input frames its next window still needs in the mutable
+``"cache"`` collection. One-shot processing is the same code with an empty (zero) cache, so a long video
+processed a few frames at a time (first 1 frame, then ``f`` frames per latent frame; see
+:mod:`jaxsora.models.vae_codec`) gives the one-shot result, with memory that does not grow with its length.
+
+Normalisation is RMS over channels at each voxel (no statistics across time or space), which keeps the
+network causal, chunkable and tileable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Dtype = Any
+ACT_AXES = ("batch", "time", "height", "width", "channels")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)  # one entry per level; len - 1 spatial 2x downsamplings
+    temporal_down: tuple[bool, ...] = (False, True, True)  # per downsampling: also halve time?
+    num_res_blocks: int = 2
+    latent_channels: int = 16
+    dtype: str = "bfloat16"  # compute dtype; params are float32
+    remat: bool = False  # rematerialise residual blocks in the backward pass (long/large clips)
+
+    def __post_init__(self):
+        if len(self.temporal_down) != len(self.channel_mult) - 1:
+            raise ValueError(
+                f"temporal_down needs one entry per downsampling ({len(self.channel_mult) - 1}), "
+                f"got {self.temporal_down}"
+            )
+
+    @property
+    def spatial_factor(self) -> int:
+        return 2 ** (len(self.channel_mult) - 1)
+
+    @property
+    def temporal_factor(self) -> int:
+        return 2 ** sum(self.temporal_down)
+
+    @classmethod
+    def from_config(cls, section) -> VAEConfig:
+        d = dict(section)
+        d["channel_mult"] = tuple(d["channel_mult"])
+        d["temporal_down"] = tuple(bool(v) for v in d["temporal_down"])
+        return cls(**d)
+
+
+def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class CausalConv3d(nn.Module):
+    """3D convolution, causal in time (past-side padding or the streaming cache), 'SAME' in space."""
+
+    features: int
+    kernel: tuple[int, int, int] = (3, 3, 3)
+    strides: tuple[int, int, int] = (1, 1, 1)
+    dtype: Dtype = jnp.bfloat16
+    param_dtype: Dtype = jnp.float32
+    zero_init: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kt, kh, kw = self.kernel
+        st, sh, sw = self.strides
+        init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(init, ("kernel", "kernel", "kernel", "conv_in", "conv_out")),
+            (kt, kh, kw, x.shape[-1], self.features),
+            self.param_dtype,
+        )
+        bias = self.param(
+            "bias",
+            nn.with_logical_partitioning(nn.initializers.zeros, ("conv_out",)),
+            (self.features,),
+            self.param_dtype,
+        )
+        x = x.astype(self.dtype)
+        past_shape = (x.shape[0], kt - 1, *x.shape[2:])
+        if self.is_mutable_collection("cache"):
+            cache = self.variable("cache", "past", lambda: jnp.zeros(past_shape, self.dtype))
+            x = jnp.concatenate([cache.value.astype(self.dtype), x], axis=1)
+        else:
+            cache = None
+            x = jnp.concatenate([jnp.zeros(past_shape, self.dtype), x], axis=1)
+        n_out = (x.shape[1] - kt) // st + 1
+        if n_out < 1:
+            raise ValueError(
+                f"a chunk of {x.shape[1] - kt + 1} new frames is too short for temporal stride {st}"
+            )
+        if cache is not None:
+            cache.value = x[:, n_out * st :]
+        x = x[:, : (n_out - 1) * st + kt]
+        pads = [(0, 0), _same_pads(x.shape[2], kh, sh), _same_pads(x.shape[3], kw, sw)]
+        y = lax.conv_general_dilated(
+            x, kernel.astype(self.dtype), self.strides, pads, dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+        )
+        return y + bias.astype(self.dtype)
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation over channels at each voxel (float32 statistics)."""
+
+    eps: float = 1e-6
+    dtype: Dtype = jnp.bfloat16
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param(
+            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (x.shape[-1],)
+        )
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (x32 * scale).astype(self.dtype)
+
+
+class ResBlock(nn.Module):
+    features: int
+    dtype: Dtype = jnp.bfloat16
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = CausalConv3d(self.features, dtype=self.dtype, name="conv1")(nn.silu(RMSNorm(dtype=self.dtype)(x)))
+        h = RMSNorm(dtype=self.dtype)(h)
+        h = CausalConv3d(self.features, dtype=self.dtype, zero_init=True, name="conv2")(nn.silu(h))
+        if x.shape[-1] != self.features:
+            x = CausalConv3d(self.features, kernel=(1, 1, 1), dtype=self.dtype, name="skip")(x)
+        return nn.with_logical_constraint(x.astype(self.dtype) + h, ACT_AXES)
+
+
+class Downsample(nn.Module):
+    """2x in space, and 2x in time when ``temporal`` (stride-2 causal conv: 1 + 2m frames -> 1 + m)."""
+
+    features: int
+    temporal: bool
+    dtype: Dtype = jnp.bfloat16
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kt, st = (3, 2) if self.temporal else (1, 1)
+        return CausalConv3d(self.features, kernel=(kt, 3, 3), strides=(st, 2, 2), dtype=self.dtype)(x)
+
+
+class Upsample(nn.Module):
+    """2x in space (nearest + conv), and 2x in time when ``temporal`` (1 + m frames -> 1 + 2m).
+
+    In time each frame is expanded into two by a causal conv with twice the channels; on the clip's first
+    chunk (``is_first``) the first frame keeps only one of its two, mirroring the encoder.
+    """
+
+    features: int
+    temporal: bool
+    dtype: Dtype = jnp.bfloat16
+
+    @nn.compact
+    def __call__(self, x: jax.Array, is_first: bool) -> jax.Array:
+        if self.temporal:
+            b, t, h, w, c = x.shape
+            y = CausalConv3d(2 * c, kernel=(3, 1, 1), dtype=self.dtype, name="time_conv")(x)
+            x = y.reshape(b, t, h, w, 2, c).transpose(0, 1, 4, 2, 3, 5).reshape(b, 2 * t, h, w, c)
+            if is_first:
+                x = x[:, 1:]
+        b, t, h, w, c = x.shape
+        x = jnp.broadcast_to(x[:, :, :, None, :, None, :], (b, t, h, 2, w, 2, c)).reshape(
+            b, t, 2 * h, 2 * w, c
+        )
+        return CausalConv3d(self.features, kernel=(1, 3, 3), dtype=self.dtype, name="conv")(x)
+
+
+def _block(cfg: VAEConfig):
+    return nn.remat(ResBlock) if cfg.remat else ResBlock
+
+
+class Encoder(nn.Module):
+    cfg: VAEConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
+        block = _block(cfg)
+        x = nn.with_logical_constraint(x, ACT_AXES)
+        h = CausalConv3d(cfg.channels * cfg.channel_mult[0], dtype=dtype, name="conv_in")(x)
+        for level, mult in enumerate(cfg.channel_mult):
+            for j in range(cfg.num_res_blocks):
+                h = block(cfg.channels * mult, dtype=dtype, name=f"down{level}_block{j}")(h)
+            if level < len(cfg.channel_mult) - 1:
+                h = Downsample(
+                    cfg.channels * mult, temporal=cfg.temporal_down[level], dtype=dtype, name=f"down{level}"
+                )(h)
+        h = block(h.shape[-1], dtype=dtype, name="mid_block")(h)
+        h = nn.silu(RMSNorm(dtype=dtype, name="norm_out")(h))
+        moments = CausalConv3d(2 * cfg.latent_channels, dtype=jnp.float32, name="conv_out")(h)
+        mean, logvar = jnp.split(moments.astype(jnp.float32), 2, axis=-1)
+        return mean, jnp.clip(logvar, -30.0, 20.0)
+
+
+class Decoder(nn.Module):
+    cfg: VAEConfig
+
+    @nn.compact
+    def __call__(self, z: jax.Array, is_first: bool = True) -> jax.Array:
+        cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
+        block = _block(cfg)
+        z = nn.with_logical_constraint(z, ACT_AXES)
+        h = CausalConv3d(cfg.channels * cfg.channel_mult[-1], dtype=dtype, name="conv_in")(z)
+        h = block(h.shape[-1], dtype=dtype, name="mid_block")(h)
+        for level in reversed(range(len(cfg.channel_mult))):
+            for j in range(cfg.num_res_blocks + 1):
+                h = block(cfg.channels * cfg.channel_mult[level], dtype=dtype, name=f"up{level}_block{j}")(h)
+            if level > 0:
+                h = Upsample(
+                    cfg.channels * cfg.channel_mult[level - 1],
+                    temporal=cfg.temporal_down[level - 1],
+                    dtype=dtype,
+                    name=f"up{level}",
+                )(h, is_first)
+        h = nn.silu(RMSNorm(dtype=dtype, name="norm_out")(h))
+        return CausalConv3d(3, dtype=jnp.float32, name="conv_out")(h).astype(jnp.float32)
+
+
+class VAE(nn.Module):
+    """``encode(video) -> (mean, logvar)``, ``decode(z) -> video``; video ``[B, T, H, W, 3]`` in [-1, 1]."""
+
+    cfg: VAEConfig
+
+    def setup(self):
+        self.encoder = Encoder(self.cfg)
+        self.decoder = Decoder(self.cfg)
+
+    def encode(self, video: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.encoder(video)
+
+    def decode(self, z: jax.Array, is_first: bool = True) -> jax.Array:
+        return self.decoder(z, is_first)
+
+    def __call__(self, video: jax.Array, *, sample: bool = True) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Reconstruction, mean and log-variance; ``sample`` draws z with the ``"noise"`` rng stream."""
+        mean, logvar = self.encode(video)
+        z = mean
+        if sample:
+            z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(self.make_rng("noise"), mean.shape)
+        return self.decode(z), mean, logvar
+
+
+def check_video_shape(shape: tuple[int, ...], cfg: VAEConfig) -> None:
+    """A clear error for a clip the VAE cannot take: ``[B, 1 + f*k, H, W, 3]`` with H, W multiples of s."""
+    if len(shape) != 5 or shape[-1] != 3:
+        raise ValueError(f"expected a video [batch, frames, height, width, 3], got shape {tuple(shape)}")
+    _, t, h, w, _ = shape
+    f, s = cfg.temporal_factor, cfg.spatial_factor
+    if (t - 1) % f:
+        raise ValueError(f"the VAE takes 1 + {f}k frames; got {t} (use {1 + (t - 1) // f * f})")
+    if h % s or w % s:
+        raise ValueError(f"height and width must be multiples of {s}; got {h}x{w}")
