@@ -52,4 +52,36 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.text = ml_collections.ConfigDict()
     config.text.max_len = 192  # byte-level tokens, BOS and EOS included
+
+    # Device mesh: one axis may be -1 (all remaining devices).
+    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, sequence=1))
+
+    # The causal video VAE: 2^(levels-1) spatial and 2^sum(temporal_down) temporal compression.
+    config.vae = ml_collections.ConfigDict()
+    config.vae.channels = 8
+    config.vae.channel_mult = (1, 2, 2, 2)
+    config.vae.temporal_down = (False, True, True)
+    config.vae.num_res_blocks = 1
+    config.vae.latent_channels = 16
+    config.vae.dtype = "bfloat16"
+    config.vae.remat = False
+
+    tc = config.vae_train = ml_collections.ConfigDict()
+    tc.steps = 200
+    tc.log_every = 10
+    tc.ckpt_every = 100
+    tc.keep = 3
+    tc.sample_every = 100  # write an original/reconstruction strip; 0 = never
+    tc.l1_weight = 1.0
+    tc.l2_weight = 0.0
+    tc.kl_weight = 1e-6
+    tc.adv_weight = 0.1
+    tc.disc_start = -1  # step the 3D patch-GAN term switches on; -1 = never
+    tc.disc_channels = 16
+    tc.ema_decay = 0.99
+    tc.optim = ml_collections.ConfigDict(
+        dict(
+            lr=1e-3, warmup_steps=20, final_lr_fraction=0.1, b1=0.9, b2=0.99, weight_decay=0.0, grad_clip=1.0
+        )
+    )
     return config

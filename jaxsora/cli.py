@@ -34,6 +34,17 @@ def _cmd_data_preview(args, overrides) -> None:
     print(f"wrote {out / 'contact_sheet.png'}, {args.videos} clips (mp4 + gif) and buckets.txt in {out}/")
 
 
+def _cmd_train_vae(args, overrides) -> None:
+    from jaxsora.train.vae import VAETrainer
+
+    config = load_config(args.config, overrides)
+    result = VAETrainer(config, args.workdir).run()
+    print(
+        f"train-vae: step {config.vae_train.steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items())
+    )
+    print(f"checkpoints and TensorBoard logs in {args.workdir}/")
+
+
 def _cmd_config_show(args, overrides) -> None:
     print(load_config(args.config, overrides))
 
@@ -56,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=200, help="clips to draw for the bucket table (default 200)")
     p.add_argument("--videos", type=int, default=4, help="clips to write as mp4 and gif (default 4)")
     p.set_defaults(run=_cmd_data_preview)
+
+    p = commands.add_parser(
+        "train-vae", help="train the causal video VAE (resumes from the workdir's checkpoints)"
+    )
+    _add_config_arg(p)
+    p.add_argument("--workdir", required=True, help="checkpoints, logs and reconstructions go here")
+    p.set_defaults(run=_cmd_train_vae)
 
     config = commands.add_parser("config", help="show configs").add_subparsers(
         dest="config_command", metavar="SUBCOMMAND", required=True

@@ -7,6 +7,7 @@ Every parameter and activation constraint in the models carries logical names ("
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 
@@ -36,7 +37,9 @@ LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("vocab", None),
     ("conv_in", None),
     ("conv_out", "fsdp"),
-    ("kernel", None),
+    ("conv_t", None),
+    ("conv_h", None),
+    ("conv_w", None),
     ("norm", None),
     ("layers", None),
 )
@@ -63,10 +66,12 @@ def make_mesh(shape: Mapping[str, int], devices: list | None = None) -> Mesh:
             f"mesh {dict(zip(MESH_AXES, sizes, strict=True))} needs {math.prod(sizes)} devices, "
             f"{len(devices)} are present"
         )
+    # Auto axes: XLA's sharding propagation, steered by the logical constraints in the models.
+    axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
     try:
-        return jax.make_mesh(tuple(sizes), MESH_AXES, devices=devices)
-    except Exception:  # backends where make_mesh cannot place devices: plain row-major order
-        return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES)
+        return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=axis_types, devices=devices)
+    except (ValueError, NotImplementedError):  # device kinds make_mesh cannot place: row-major order
+        return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES, axis_types=axis_types)
 
 
 def logical_sharding(mesh: Mesh, logical_axes: tuple[str | None, ...]) -> NamedSharding:
@@ -83,10 +88,37 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def _divisible(mesh: Mesh, spec: PartitionSpec, shape: tuple[int, ...]) -> PartitionSpec:
+    """Drops mesh axes from dimensions they do not divide (e.g. a 3-channel output conv over fsdp=2)."""
+    out = []
+    for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec)), strict=True):
+        names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+        names = tuple(n for n in names if mesh.shape[n] > 1)
+        size = math.prod(mesh.shape[n] for n in names)
+        out.append(None if not names or dim % size else (names[0] if len(names) == 1 else names))
+    return PartitionSpec(*out)
+
+
 def state_shardings(mesh: Mesh, abstract_state):
-    """NamedShardings for a pytree whose leaves carry ``nn.LogicallyPartitioned`` metadata."""
-    specs = nn.get_partition_spec(abstract_state)
-    specs = nn.logical_to_mesh(specs, LOGICAL_RULES)
+    """NamedShardings for a pytree of abstract arrays whose leaves carry ``nn.LogicallyPartitioned`` names."""
+    specs = nn.logical_to_mesh(nn.get_partition_spec(abstract_state), LOGICAL_RULES)
+    shapes = nn.meta.unbox(abstract_state)
     return jax.tree.map(
-        lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PartitionSpec)
+        lambda s, a: NamedSharding(mesh, _divisible(mesh, s, a.shape)),
+        specs,
+        shapes,
+        is_leaf=lambda x: isinstance(x, PartitionSpec),
     )
+
+
+def mesh_context(mesh: Mesh):
+    """The context models are traced in: the mesh and the logical-axis rules."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(jax.set_mesh(mesh))
+    stack.enter_context(nn.logical_axis_rules(LOGICAL_RULES))
+    return stack
+
+
+def put_batch(mesh: Mesh, local_batch: np.ndarray) -> jax.Array:
+    """This process's slice of a batch -> a global array sharded over (data, fsdp) on its first axis."""
+    return jax.make_array_from_process_local_data(batch_sharding(mesh, local_batch.ndim), local_batch)

@@ -83,7 +83,7 @@ class CausalConv3d(nn.Module):
         init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
         kernel = self.param(
             "kernel",
-            nn.with_logical_partitioning(init, ("kernel", "kernel", "kernel", "conv_in", "conv_out")),
+            nn.with_logical_partitioning(init, ("conv_t", "conv_h", "conv_w", "conv_in", "conv_out")),
             (kt, kh, kw, x.shape[-1], self.features),
             self.param_dtype,
         )

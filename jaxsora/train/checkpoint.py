@@ -1,0 +1,80 @@
+"""Orbax checkpoints of the train state together with the data iterator's state.
+
+Async saves every ``save_every`` steps, the last ``keep`` kept, restore of the latest (or a given) step
+onto the shardings of an abstract state, so a run resumes exactly where it stopped, on the same example.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    def __init__(self, directory: str | pathlib.Path, *, save_every: int, keep: int, async_save: bool = True):
+        self.directory = pathlib.Path(directory).resolve()
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep,
+            save_interval_steps=max(1, save_every),
+            enable_async_checkpointing=async_save,
+            create=True,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(
+        self, step: int, state: Any, data_iterator: grain.DatasetIterator | None = None, force: bool = False
+    ) -> bool:
+        items = {"state": ocp.args.StandardSave(state)}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+    def restore(
+        self, abstract_state: Any, data_iterator: grain.DatasetIterator | None = None, step: int | None = None
+    ):
+        """Restores ``step`` (default: latest) onto ``abstract_state``'s shapes and shardings."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        return restored["state"]
+
+    def reached_preemption(self, step: int) -> bool:
+        return self.manager.reached_preemption(step)
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def abstract_with_shardings(state: Any) -> Any:
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
+
+
+def save_config(workdir: pathlib.Path, config) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+
+
+def load_run_config(workdir: str | pathlib.Path):
+    """The config a run in ``workdir`` was trained with (written by the trainer at start)."""
+    import ml_collections
+
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {workdir} a training run's workdir?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))

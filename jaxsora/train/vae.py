@@ -1,0 +1,261 @@
+"""Training the causal video VAE: reconstruction (L1/L2) + KL + optional 3D patch-GAN term.
+
+``jaxsora train-vae --config configs/vae_synthetic.py --workdir runs/vae``. Image and video batches come
+mixed from the shape-bucketed clip pipeline; the train step is jit-compiled once per bucket shape, with the
+state sharded over the mesh by the logical-axis rules and the batch over (data, fsdp).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pathlib
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxsora import parallel
+from jaxsora.data.pipeline import batched_dataset, make_source
+from jaxsora.models.vae import VAE, VAEConfig
+from jaxsora.train import metrics as metrics_lib
+from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
+from jaxsora.train.loop import PreemptionGuard, Progress
+from jaxsora.train.optim import ema_update, make_optimizer, schedule
+
+log = logging.getLogger(__name__)
+
+
+class PatchDiscriminator(nn.Module):
+    """A 3D convolutional patch discriminator: one logit per spatio-temporal patch."""
+
+    channels: int = 32
+    dtype: Any = jnp.bfloat16
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x.astype(self.dtype)
+        for i, mult in enumerate((1, 2, 4)):
+            h = nn.Conv(
+                self.channels * mult,
+                (3, 4, 4),
+                strides=(1, 2, 2),
+                dtype=self.dtype,
+                kernel_init=nn.with_logical_partitioning(
+                    nn.initializers.lecun_normal(), ("conv_t", "conv_h", "conv_w", "conv_in", "conv_out")
+                ),
+                name=f"conv{i}",
+            )(h)
+            h = nn.leaky_relu(h, 0.2)
+        return nn.Conv(1, (3, 3, 3), dtype=jnp.float32, name="logits")(h).astype(jnp.float32)
+
+
+@flax.struct.dataclass
+class VAETrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    ema_params: Any
+    disc_params: Any
+    disc_opt_state: Any
+
+
+def vae_config(config: ml_collections.ConfigDict) -> VAEConfig:
+    return VAEConfig.from_config(config.vae)
+
+
+def check_data_matches_vae(config: ml_collections.ConfigDict) -> None:
+    cfg = vae_config(config)
+    d = config.data
+    if d.spatial_multiple % cfg.spatial_factor:
+        raise ValueError(
+            f"data.spatial_multiple={d.spatial_multiple} must be a multiple of the VAE's spatial factor "
+            f"{cfg.spatial_factor}"
+        )
+    if d.temporal_factor != cfg.temporal_factor:
+        raise ValueError(
+            f"data.temporal_factor={d.temporal_factor} must equal the VAE's temporal factor {cfg.temporal_factor}"
+        )
+
+
+def losses(
+    params,
+    disc_params,
+    video,
+    rng,
+    *,
+    model: VAE,
+    disc: PatchDiscriminator,
+    tc: ml_collections.ConfigDict,
+    use_gan: bool,
+):
+    recon, mean, logvar = model.apply({"params": params}, video, rngs={"noise": rng})
+    diff = recon - video
+    parts = {
+        "l1": jnp.mean(jnp.abs(diff)),
+        "l2": jnp.mean(jnp.square(diff)),
+        "kl": 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar),
+    }
+    loss = tc.l1_weight * parts["l1"] + tc.l2_weight * parts["l2"] + tc.kl_weight * parts["kl"]
+    if use_gan:
+        parts["g_adv"] = -jnp.mean(disc.apply({"params": disc_params}, recon))
+        loss = loss + tc.adv_weight * parts["g_adv"]
+    parts["loss"] = loss
+    return loss, (recon, parts)
+
+
+def train_step(state: VAETrainState, video, rng, *, model, disc, tx, dtx, tc, use_gan: bool):
+    loss_fn = functools.partial(losses, model=model, disc=disc, tc=tc, use_gan=use_gan)
+    (_, (recon, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.disc_params, video, rng
+    )
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    disc_params, disc_opt_state = state.disc_params, state.disc_opt_state
+    if use_gan:
+        fake = jax.lax.stop_gradient(recon)
+
+        def d_loss_fn(dp):
+            real_logits = disc.apply({"params": dp}, video)
+            fake_logits = disc.apply({"params": dp}, fake)
+            return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+        d_loss, d_grads = jax.value_and_grad(d_loss_fn)(disc_params)
+        d_updates, disc_opt_state = dtx.update(d_grads, disc_opt_state, disc_params)
+        disc_params = optax.apply_updates(disc_params, d_updates)
+        parts["d_loss"] = d_loss
+    parts["psnr"] = jnp.mean(metrics_lib.psnr(recon, video))
+    parts["grad_norm"] = optax.tree.norm(grads)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=params,
+        opt_state=opt_state,
+        ema_params=ema_update(state.ema_params, params, tc.ema_decay),
+        disc_params=disc_params,
+        disc_opt_state=disc_opt_state,
+    )
+    return new_state, parts, recon
+
+
+class VAETrainer:
+    """Builds the model, mesh, sharded state, data and jitted steps from a config; ``run()`` trains."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+        check_data_matches_vae(config)
+        self.config = config
+        self.tc = config.vae_train
+        self.workdir = pathlib.Path(workdir)
+        self.mesh = parallel.make_mesh(config.mesh.to_dict())
+        dp = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        if config.data.batch_multiple % dp:
+            raise ValueError(
+                f"data.batch_multiple={config.data.batch_multiple} must be a multiple of the {dp} data-parallel "
+                f"devices (set --config.data.batch_multiple={dp})"
+            )
+        self.cfg = vae_config(config)
+        self.model = VAE(self.cfg)
+        self.disc = PatchDiscriminator(self.tc.disc_channels, dtype=jnp.dtype(self.cfg.dtype))
+        self.tx = make_optimizer(self.tc.optim, self.tc.steps)
+        self.dtx = make_optimizer(self.tc.optim, self.tc.steps)
+        self.lr = schedule(self.tc.optim, self.tc.steps)
+        self._steps: dict[bool, Any] = {}
+
+    # -- state -----------------------------------------------------------------------------------------
+    def _init(self, rng):
+        k1, k2, k3 = jax.random.split(rng, 3)
+        sample = jnp.zeros(
+            (1, 1 + self.cfg.temporal_factor, 2 * self.cfg.spatial_factor, 2 * self.cfg.spatial_factor, 3)
+        )
+        params = self.model.init({"params": k1, "noise": k2}, sample)["params"]
+        disc_params = self.disc.init(k3, sample)["params"]
+        return VAETrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.tx.init(params),
+            ema_params=jax.tree.map(lambda p: p.astype(jnp.float32), params),
+            disc_params=disc_params,
+            disc_opt_state=self.dtx.init(disc_params),
+        )
+
+    def init_state(self) -> VAETrainState:
+        abstract = jax.eval_shape(self._init, jax.random.key(0))
+        self.shardings = shardings = parallel.state_shardings(self.mesh, abstract)
+        with parallel.mesh_context(self.mesh):
+            init = jax.jit(lambda r: nn.meta.unbox(self._init(r)), out_shardings=shardings)
+            return init(jax.random.key(self.config.seed))
+
+    def step_fn(self, use_gan: bool):
+        if use_gan not in self._steps:
+            fn = functools.partial(
+                train_step,
+                model=self.model,
+                disc=self.disc,
+                tx=self.tx,
+                dtx=self.dtx,
+                tc=self.tc,
+                use_gan=use_gan,
+            )
+            batch = parallel.batch_sharding(self.mesh, 5)
+            self._steps[use_gan] = jax.jit(
+                fn,
+                in_shardings=(self.shardings, batch, None),
+                out_shardings=(self.shardings, None, batch),
+                donate_argnums=0,
+            )
+        return self._steps[use_gan]
+
+    # -- loop ------------------------------------------------------------------------------------------
+    def run(self, *, progress: bool = True) -> dict[str, float]:
+        tc, config = self.tc, self.config
+        save_config(self.workdir, config)
+        source = make_source(config.data)
+        data_iter = iter(batched_dataset(source, config))
+        state = self.init_state()
+        ckpt = Checkpointer(self.workdir / "checkpoints", save_every=tc.ckpt_every, keep=tc.keep)
+        start = ckpt.latest_step()
+        if start is not None:
+            state = ckpt.restore(abstract_with_shardings(state), data_iter)
+            log.info("resumed from step %d", start)
+        step = int(state.step)
+        writer = metrics_lib.MetricWriter(self.workdir, enabled=jax.process_index() == 0)
+        bar = Progress(tc.steps, step, "train-vae") if progress else None
+        rng = jax.random.key(config.seed + 1)
+        last: dict[str, float] = {}
+        with PreemptionGuard() as guard, parallel.mesh_context(self.mesh):
+            while step < tc.steps:
+                batch = next(data_iter)
+                video = parallel.put_batch(self.mesh, batch["video"])
+                use_gan = tc.disc_start >= 0 and step >= tc.disc_start
+                state, parts, recon = self.step_fn(use_gan)(state, video, jax.random.fold_in(rng, step))
+                step += 1
+                b, t = batch["video"].shape[:2]
+                if bar:
+                    bar.update(b, b * t)
+                if step % tc.log_every == 0 or step == tc.steps:
+                    last = {k: float(v) for k, v in jax.device_get(parts).items()}
+                    last["lr"] = float(self.lr(step))
+                    if bar:
+                        last.update(bar.rates())
+                        bar.bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "psnr")}, refresh=False)
+                    writer.scalars(step, last)
+                if tc.sample_every and step % tc.sample_every == 0:
+                    clip = np.asarray(jax.device_get(video))[0]
+                    writer.image(
+                        step, "reconstruction", metrics_lib.comparison_strip(clip, np.asarray(recon)[0])
+                    )
+                ckpt.save(step, state, data_iter, force=step == tc.steps)
+                if guard.requested or ckpt.reached_preemption(step):
+                    log.warning("preemption requested: saving step %d and stopping", step)
+                    ckpt.save(step, state, data_iter, force=True)
+                    break
+        ckpt.close()
+        writer.close()
+        if bar:
+            bar.close()
+        self.state = state
+        return last
