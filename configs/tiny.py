@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.upscale = False  # never enlarge clips smaller than the budget
     data.crop = "none"  # none | square (centre square crop: the framing experiment's baseline)
     data.max_frames = 17
+    data.frame_choices = ()  # e.g. (1, 17): only these counts (fewer buckets, fewer compilations); () = any
     data.temporal_factor = 4
     data.fps = 8.0  # resample to this rate by frame striding; 0 keeps the native rate
     data.random_crop = True  # random temporal window (else the first frames)

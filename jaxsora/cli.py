@@ -45,6 +45,39 @@ def _cmd_train_vae(args, overrides) -> None:
     print(f"checkpoints and TensorBoard logs in {args.workdir}/")
 
 
+def _cmd_eval_vae(args, overrides) -> None:
+    from jaxsora.train.vae_eval import run_eval
+
+    sizes = []
+    for size in filter(None, args.throughput.split(",")):
+        w, _, h = size.partition("x")
+        if not (w.isdigit() and h.isdigit()):
+            raise ValueError(f"--throughput sizes look like 256x256,1280x720; got '{size}'")
+        sizes.append((int(h), int(w)))
+    print(run_eval(args.workdir, num_clips=args.num, seed=args.seed, ema=not args.raw, sizes=sizes))
+
+
+def _cmd_encode(args, overrides) -> None:
+    from jaxsora.config import apply_overrides
+    from jaxsora.encode import encode_dataset
+    from jaxsora.train.vae import load_codec
+
+    codec, config = load_codec(args.vae)
+    if args.config:  # the data to encode: another config's data section (e.g. a folder of videos)
+        config.data = load_config(args.config, overrides).data
+    elif overrides:
+        apply_overrides(config, overrides)
+    meta = encode_dataset(
+        codec,
+        config,
+        args.out,
+        part_size=args.part_size,
+        max_clips=args.max_clips,
+        chunk_latents=args.chunk_latents,
+    )
+    print(f"encoded {meta['clips']} clips into {args.out}/ (latent channels {meta['latent_channels']})")
+
+
 def _cmd_config_show(args, overrides) -> None:
     print(load_config(args.config, overrides))
 
@@ -74,6 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arg(p)
     p.add_argument("--workdir", required=True, help="checkpoints, logs and reconstructions go here")
     p.set_defaults(run=_cmd_train_vae)
+
+    p = commands.add_parser(
+        "eval-vae", help="reconstruction PSNR/SSIM on held-out clips; encode/decode speed"
+    )
+    p.add_argument("--workdir", required=True, help="a train-vae workdir")
+    p.add_argument("--num", type=int, default=256, help="held-out clips (default 256)")
+    p.add_argument("--seed", type=int, default=1_000_003, help="synthetic-world seed of the held-out clips")
+    p.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA")
+    p.add_argument("--throughput", default="", help="also time encode/decode of 17 frames at these WxH sizes")
+    p.set_defaults(run=_cmd_eval_vae)
+
+    p = commands.add_parser(
+        "encode", help="encode a source with a trained VAE into a latent dataset (resumable)"
+    )
+    p.add_argument("--vae", required=True, help="a train-vae workdir")
+    p.add_argument("--out", required=True, help="latent dataset folder")
+    p.add_argument(
+        "--config", default="", help="take the data section from this config (default: the VAE run's)"
+    )
+    p.add_argument(
+        "--max-clips", type=int, default=None, help="stop after this many clips (default: one epoch)"
+    )
+    p.add_argument("--part-size", type=int, default=256, help="clips per ArrayRecord part file")
+    p.add_argument(
+        "--chunk-latents", type=int, default=0, help="stream the encoder this many latent frames a call"
+    )
+    p.set_defaults(run=_cmd_encode)
 
     config = commands.add_parser("config", help="show configs").add_subparsers(
         dest="config_command", metavar="SUBCOMMAND", required=True

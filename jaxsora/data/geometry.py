@@ -63,12 +63,14 @@ def plan_frames(
     max_frames: int,
     temporal_factor: int,
     rng: np.random.Generator | None = None,
+    choices: tuple[int, ...] = (),
 ) -> tuple[list[int], float]:
     """Native frame indices to read and the output frame rate.
 
     Frames are taken every ``stride = round(fps / target_fps)`` native frames (1 when ``target_fps`` is 0 or
     above the native rate), as many as fit ``max_frames`` and the clip, cut to ``1 + k * temporal_factor``.
-    With ``rng`` the window starts at a random frame, else at the first one.
+    ``choices`` (optional) restricts the count to a few values (fewer shape buckets: fewer compilations);
+    the largest that fits is taken. With ``rng`` the window starts at a random frame, else at the first one.
     """
     if num_frames < 1:
         raise ValueError(f"a clip needs at least one frame, got {num_frames}")
@@ -77,6 +79,12 @@ def plan_frames(
     stride = max(1, round(fps / target_fps)) if target_fps > 0 else 1
     available = (num_frames - 1) // stride + 1
     n = valid_num_frames(min(available, max_frames), temporal_factor)
+    if choices:
+        bad = [c for c in choices if c < 1 or (c - 1) % temporal_factor]
+        if bad:
+            raise ValueError(f"frame choices {bad} are not of the form 1 + {temporal_factor}k")
+        fitting = [c for c in choices if c <= n]
+        n = max(fitting) if fitting else 1
     span = (n - 1) * stride + 1
     start = int(rng.integers(0, num_frames - span + 1)) if rng is not None else 0
     return [start + i * stride for i in range(n)], float(fps) / stride

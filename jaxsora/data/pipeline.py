@@ -59,6 +59,7 @@ class ClipSpec:
     upscale: bool
     crop: str
     max_frames: int
+    frame_choices: tuple[int, ...]
     temporal_factor: int
     fps: float
     random_crop: bool
@@ -76,6 +77,7 @@ class ClipSpec:
             upscale=d.upscale,
             crop=d.crop,
             max_frames=d.max_frames,
+            frame_choices=tuple(d.frame_choices),
             temporal_factor=d.temporal_factor,
             fps=d.fps,
             random_crop=d.random_crop,
@@ -103,6 +105,7 @@ class LoadClip(grain.transforms.RandomMap):
                 max_frames=spec.max_frames,
                 temporal_factor=spec.temporal_factor,
                 rng=rng if spec.random_crop else None,
+                choices=spec.frame_choices,
             )
             height, width = geometry.plan_size(
                 info.height,

@@ -28,13 +28,13 @@ class VideoCodec:
         self.params = params
         self.model = VAE(cfg)
         m = self.model
-        self._encode = jax.jit(lambda p, x: m.apply({"params": p}, x, method=VAE.encode)[0])
+        self._encode = jax.jit(lambda p, x: _moments(*m.apply({"params": p}, x, method=VAE.encode)))
         self._decode = jax.jit(lambda p, z: m.apply({"params": p}, z, method=VAE.decode))
 
         def enc_stream(p, cache, x):
             variables = {"params": p} if cache is None else {"params": p, "cache": cache}
-            (mean, _), state = m.apply(variables, x, method=VAE.encode, mutable=["cache"])
-            return mean, state["cache"]
+            (mean, logvar), state = m.apply(variables, x, method=VAE.encode, mutable=["cache"])
+            return _moments(mean, logvar), state["cache"]
 
         def dec_stream(p, cache, z, is_first):
             variables = {"params": p} if cache is None else {"params": p, "cache": cache}
@@ -74,18 +74,25 @@ class VideoCodec:
 
     # -- public ----------------------------------------------------------------------------------------
     def encode(
-        self, video: jax.Array, *, chunk_latents: int = 0, tile: int = 0, overlap: int = 0
-    ) -> jax.Array:
-        """Latent means ``[B, 1 + (T-1)/f, H/s, W/s, C]`` of a video ``[B, T, H, W, 3]`` in [-1, 1].
+        self,
+        video: jax.Array,
+        *,
+        chunk_latents: int = 0,
+        tile: int = 0,
+        overlap: int = 0,
+        with_std: bool = False,
+    ):
+        """Latent means ``[B, 1 + (T-1)/f, H/s, W/s, C]`` of a video ``[B, T, H, W, 3]`` in [-1, 1]
+        (and the posterior's standard deviations, with ``with_std``).
 
         ``chunk_latents`` > 0 streams that many latent frames per call; ``tile`` > 0 codes square pixel tiles
         of that side overlapping by ``overlap`` pixels (both multiples of the spatial factor).
         """
         check_video_shape(video.shape, self.cfg)
         fn = functools.partial(self._encode_time, chunk_latents=chunk_latents)
-        if tile:
-            return _tiled(fn, video, tile, overlap, self.cfg.spatial_factor, down=True)
-        return fn(video)
+        moments = _tiled(fn, video, tile, overlap, self.cfg.spatial_factor, down=True) if tile else fn(video)
+        mean, std = jnp.split(moments, 2, axis=-1)
+        return (mean, std) if with_std else mean
 
     def decode(self, z: jax.Array, *, chunk_latents: int = 0, tile: int = 0, overlap: int = 0) -> jax.Array:
         """Videos ``[B, 1 + f*(t-1), h*s, w*s, 3]`` from latents; ``tile``/``overlap`` in latent units."""
@@ -97,6 +104,11 @@ class VideoCodec:
         if tile:
             return _tiled(fn, z, tile, overlap, self.cfg.spatial_factor, down=False)
         return fn(z)
+
+
+def _moments(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+    """Mean and standard deviation side by side on the channel axis (tiled and chunked alike)."""
+    return jnp.concatenate([mean, jnp.exp(0.5 * logvar)], axis=-1)
 
 
 def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:

@@ -142,6 +142,33 @@ def train_step(state: VAETrainState, video, rng, *, model, disc, tx, dtx, tc, us
     return new_state, parts, recon
 
 
+class VAEParts:
+    """The model, discriminator and optimisers a config describes, and the (boxed) initial train state."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.cfg = vae_config(config)
+        self.model = VAE(self.cfg)
+        tc = config.vae_train
+        self.disc = PatchDiscriminator(tc.disc_channels, dtype=jnp.dtype(self.cfg.dtype))
+        self.tx = make_optimizer(tc.optim, tc.steps)
+        self.dtx = make_optimizer(tc.optim, tc.steps)
+
+    def init(self, rng) -> VAETrainState:
+        k1, k2, k3 = jax.random.split(rng, 3)
+        f, s = self.cfg.temporal_factor, self.cfg.spatial_factor
+        sample = jnp.zeros((1, 1 + f, 2 * s, 2 * s, 3))
+        params = self.model.init({"params": k1, "noise": k2}, sample)["params"]
+        disc_params = self.disc.init(k3, sample)["params"]
+        return VAETrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.tx.init(params),
+            ema_params=jax.tree.map(lambda p: p.astype(jnp.float32), params),
+            disc_params=disc_params,
+            disc_opt_state=self.dtx.init(disc_params),
+        )
+
+
 class VAETrainer:
     """Builds the model, mesh, sharded state, data and jitted steps from a config; ``run()`` trains."""
 
@@ -157,36 +184,18 @@ class VAETrainer:
                 f"data.batch_multiple={config.data.batch_multiple} must be a multiple of the {dp} data-parallel "
                 f"devices (set --config.data.batch_multiple={dp})"
             )
-        self.cfg = vae_config(config)
-        self.model = VAE(self.cfg)
-        self.disc = PatchDiscriminator(self.tc.disc_channels, dtype=jnp.dtype(self.cfg.dtype))
-        self.tx = make_optimizer(self.tc.optim, self.tc.steps)
-        self.dtx = make_optimizer(self.tc.optim, self.tc.steps)
+        self.parts = VAEParts(config)
+        self.cfg, self.model, self.disc = self.parts.cfg, self.parts.model, self.parts.disc
+        self.tx, self.dtx = self.parts.tx, self.parts.dtx
         self.lr = schedule(self.tc.optim, self.tc.steps)
         self._steps: dict[bool, Any] = {}
 
     # -- state -----------------------------------------------------------------------------------------
-    def _init(self, rng):
-        k1, k2, k3 = jax.random.split(rng, 3)
-        sample = jnp.zeros(
-            (1, 1 + self.cfg.temporal_factor, 2 * self.cfg.spatial_factor, 2 * self.cfg.spatial_factor, 3)
-        )
-        params = self.model.init({"params": k1, "noise": k2}, sample)["params"]
-        disc_params = self.disc.init(k3, sample)["params"]
-        return VAETrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=self.tx.init(params),
-            ema_params=jax.tree.map(lambda p: p.astype(jnp.float32), params),
-            disc_params=disc_params,
-            disc_opt_state=self.dtx.init(disc_params),
-        )
-
     def init_state(self) -> VAETrainState:
-        abstract = jax.eval_shape(self._init, jax.random.key(0))
+        abstract = jax.eval_shape(self.parts.init, jax.random.key(0))
         self.shardings = shardings = parallel.state_shardings(self.mesh, abstract)
         with parallel.mesh_context(self.mesh):
-            init = jax.jit(lambda r: nn.meta.unbox(self._init(r)), out_shardings=shardings)
+            init = jax.jit(lambda r: nn.meta.unbox(self.parts.init(r)), out_shardings=shardings)
             return init(jax.random.key(self.config.seed))
 
     def step_fn(self, use_gan: bool):
@@ -259,3 +268,22 @@ class VAETrainer:
             bar.close()
         self.state = state
         return last
+
+
+def load_codec(workdir: str | pathlib.Path, *, ema: bool = True, step: int | None = None):
+    """The trained VAE of a ``train-vae`` workdir as a :class:`VideoCodec` (EMA weights by default),
+    with the run's config."""
+    from jaxsora.models.vae_codec import VideoCodec
+    from jaxsora.train.checkpoint import load_run_config
+
+    config = load_run_config(workdir)
+    parts = VAEParts(config)
+    abstract = nn.meta.unbox(jax.eval_shape(parts.init, jax.random.key(0)))
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract)
+    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints", save_every=1, keep=1000)
+    try:
+        state = ckpt.restore(abstract, step=step)
+    finally:
+        ckpt.close()
+    return VideoCodec(parts.cfg, state.ema_params if ema else state.params), config

@@ -1,0 +1,126 @@
+"""The latent dataset: VAE latents of a source's clips in ArrayRecord files, so the diffusion transformer trains
+without re-running the encoder.
+
+Layout of a latent dataset folder::
+
+    meta.json                      VAE config and factors, latent channel statistics, clip count
+    latents-p000-00000.array_record  records of process 0, part 0 (``part_size`` clips a part)
+    progress-p000.json             parts finished and the data iterator's state (resume after interruption)
+
+Each record is a msgpack dict: ``mean`` and ``std`` (float32 ``[t, h, w, C]``), ``caption``,
+``short_caption``, ``tokens``/``mask`` (the byte tokens at encode time), ``source_id``, ``fps`` and the pixel
+geometry ``frames``/``height``/``width``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import grain
+import numpy as np
+from flax import serialization
+
+RECORD_KEYS = (
+    "mean",
+    "std",
+    "caption",
+    "short_caption",
+    "tokens",
+    "mask",
+    "source_id",
+    "fps",
+    "frames",
+    "height",
+    "width",
+)
+
+
+def serialize(record: dict[str, Any]) -> bytes:
+    missing = set(RECORD_KEYS) - set(record)
+    if missing:
+        raise ValueError(f"latent record lacks {sorted(missing)}")
+    return serialization.msgpack_serialize(record)
+
+
+def deserialize(data: bytes) -> dict[str, Any]:
+    return serialization.msgpack_restore(data)
+
+
+def part_path(folder: pathlib.Path, process: int, part: int) -> pathlib.Path:
+    return folder / f"latents-p{process:03d}-{part:05d}.array_record"
+
+
+class PartWriter:
+    """Writes one part file; it becomes visible under its final name only when closed complete."""
+
+    def __init__(self, path: pathlib.Path):
+        from array_record.python.array_record_module import ArrayRecordWriter
+
+        self.path = path
+        self._tmp = path.with_suffix(".array_record.tmp")
+        self._writer = ArrayRecordWriter(str(self._tmp), "group_size:1")
+        self.count = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._writer.write(serialize(record))
+        self.count += 1
+
+    def close(self) -> None:
+        self._writer.close()
+        self._tmp.replace(self.path)
+
+
+class LatentDataset:
+    """Random access to the records of a latent dataset folder (all processes' parts), for Grain."""
+
+    def __init__(self, folder: str | pathlib.Path):
+        self.folder = pathlib.Path(folder)
+        meta_path = self.folder / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: make a latent dataset with `jaxsora encode`")
+        self.meta = json.loads(meta_path.read_text())
+        files = sorted(str(p) for p in self.folder.glob("latents-p*-*.array_record"))
+        if not files:
+            raise ValueError(f"latent dataset {self.folder} has no record files")
+        self._source = grain.sources.ArrayRecordDataSource(files)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return deserialize(self._source[index])
+
+    def __getstate__(self):  # re-open the files in worker processes
+        return {"folder": self.folder}
+
+    def __setstate__(self, state):
+        self.__init__(state["folder"])
+
+
+class ChannelStats:
+    """Running per-channel mean and variance of latent means (Chan's parallel update), for normalisation."""
+
+    def __init__(self, channels: int, state: dict | None = None):
+        self.n = 0.0
+        self.mean = np.zeros(channels)
+        self.m2 = np.zeros(channels)
+        if state:
+            self.n, self.mean, self.m2 = state["n"], np.asarray(state["mean"]), np.asarray(state["m2"])
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+        n_b, mean_b = len(x), x.mean(0)
+        m2_b = ((x - mean_b) ** 2).sum(0)
+        delta, total = mean_b - self.mean, self.n + n_b
+        self.mean = self.mean + delta * n_b / total
+        self.m2 = self.m2 + m2_b + delta**2 * self.n * n_b / total
+        self.n = total
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / max(self.n - 1, 1))
+
+    def state(self) -> dict:
+        return {"n": self.n, "mean": self.mean.tolist(), "m2": self.m2.tolist()}

@@ -1,0 +1,83 @@
+"""`jaxsora encode`: the latent dataset round-trips, resumes after interruption, and evaluation runs."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from fakes import FakeSource
+
+import jaxsora.encode as encode_mod
+import jaxsora.train.vae as vae_train
+import jaxsora.train.vae_eval as vae_eval
+from jaxsora.config import load_config
+from jaxsora.data.latents import LatentDataset
+from jaxsora.encode import encode_dataset
+
+OVERRIDES = [
+    "data.max_pixels=1024",
+    "data.max_frames=9",
+    "data.batch_multiple=8",
+    "data.max_batch_size=8",
+    "vae.dtype=float32",
+    "vae_train.steps=2",
+    "vae_train.sample_every=0",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("vae")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vae_train, "make_source", lambda data: FakeSource(24))
+        vae_train.VAETrainer(load_config("configs/tiny.py", OVERRIDES), workdir).run(progress=False)
+    return workdir
+
+
+@pytest.fixture(autouse=True)
+def fake_data(monkeypatch):
+    monkeypatch.setattr(encode_mod, "make_source", lambda data: FakeSource(24))
+    monkeypatch.setattr(vae_eval, "make_source", lambda data: FakeSource(24))
+
+
+def test_encode_round_trip(trained, tmp_path):
+    codec, config = vae_train.load_codec(trained)
+    meta = encode_dataset(codec, config, tmp_path / "latents", part_size=5, progress=False)
+    ds = LatentDataset(tmp_path / "latents")
+    assert len(ds) == meta["clips"] == 24
+    assert len(meta["latent_std"]) == codec.cfg.latent_channels
+    for i in range(len(ds)):
+        r = ds[i]
+        t, h, w = r["frames"], r["height"], r["width"]
+        assert r["mean"].shape == (1 + (t - 1) // 4, h // 8, w // 8, codec.cfg.latent_channels)
+        assert r["std"].shape == r["mean"].shape and (r["std"] > 0).all()
+        index = int(r["source_id"].split("/")[1])
+        assert r["caption"] == f"clip number {index}"
+        decoded = codec.decode(jax.numpy.asarray(r["mean"][None]))
+        assert decoded.shape == (1, t, h, w, 3)
+
+
+def test_encode_resumes_where_it_stopped(trained, tmp_path):
+    codec, config = vae_train.load_codec(trained)
+    encode_dataset(codec, config, tmp_path / "full", part_size=5, progress=False)
+    encode_dataset(codec, config, tmp_path / "resumed", part_size=5, max_clips=10, progress=False)
+    progress = json.loads((tmp_path / "resumed" / "progress-p000.json").read_text())
+    assert progress["clips"] >= 10 and progress["parts"] >= 1
+    encode_dataset(codec, config, tmp_path / "resumed", part_size=5, progress=False)
+    full, resumed = LatentDataset(tmp_path / "full"), LatentDataset(tmp_path / "resumed")
+    assert len(full) == len(resumed) == 24
+    assert sorted(full[i]["source_id"] for i in range(24)) == sorted(
+        resumed[i]["source_id"] for i in range(24)
+    )
+    meta_full = json.loads((tmp_path / "full" / "meta.json").read_text())
+    meta_resumed = json.loads((tmp_path / "resumed" / "meta.json").read_text())
+    np.testing.assert_allclose(meta_full["latent_mean"], meta_resumed["latent_mean"], rtol=1e-9)
+
+
+def test_eval_reports_psnr_ssim_and_throughput(trained):
+    codec, config = vae_train.load_codec(trained)
+    result = vae_eval.evaluate(codec, config, num_clips=6, seed=5)
+    assert result["all"]["clips"] == 6 and np.isfinite(result["all"]["psnr"])
+    assert -1 <= result["all"]["ssim"] <= 1
+    rows = vae_eval.throughput(codec, [(32, 48)], frames=5, repeats=2)
+    assert rows[0]["encode_frames_per_s"] > 0 and rows[0]["decode_frames_per_s"] > 0
