@@ -69,6 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     tc = config.vae_train = ml_collections.ConfigDict()
     tc.steps = 200
+    tc.time_limit_s = 0.0  # stop (with a checkpoint) after this many seconds of training, compiles included; 0 = none
     tc.log_every = 10
     tc.ckpt_every = 100
     tc.keep = 3

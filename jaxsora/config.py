@@ -36,9 +36,14 @@ def resolve_config_path(name: str) -> pathlib.Path:
     raise ConfigError(f"config file '{name}' not found (presets in {CONFIG_DIR}: {', '.join(presets)})")
 
 
-def load_config(name: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """Loads a config file and applies ``key=value`` overrides (keys without the ``config.`` prefix)."""
-    path = resolve_config_path(name)
+def preset(name: str) -> ml_collections.ConfigDict:
+    """An unlocked copy of a preset, for config files that start from another (``preset("tiny")``)."""
+    config = _load_file(resolve_config_path(name))
+    config.unlock()
+    return config
+
+
+def _load_file(path: pathlib.Path) -> ml_collections.ConfigDict:
     spec = importlib.util.spec_from_file_location(f"jaxsora_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -50,6 +55,12 @@ def load_config(name: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
     config = module.get_config()
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"get_config() in {path} must return an ml_collections.ConfigDict")
+    return config
+
+
+def load_config(name: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """Loads a config file and applies ``key=value`` overrides (keys without the ``config.`` prefix)."""
+    config = _load_file(resolve_config_path(name))
     apply_overrides(config, overrides)
     config.lock()
     return config

@@ -25,30 +25,28 @@ TEXT_WIDTH = 420
 
 
 def contact_sheet(clips: list[dict]) -> Image.Image:
-    """One row per clip: up to six evenly spaced frames scaled to a common height, and the caption."""
+    """One row per clip: up to six evenly spaced frames scaled to a common height, then its caption."""
     font = ImageFont.load_default(size=12)
-    rows = []
+    strips = []
     for clip in clips:
         video = clip["video"]
         t, h, w = video.shape[:3]
         picks = np.unique(np.linspace(0, t - 1, min(t, FRAMES_PER_ROW)).round().astype(int))
         scaled_w = max(1, round(w * ROW_HEIGHT / h))
-        tiles = [Image.fromarray(video[i]).resize((scaled_w, ROW_HEIGHT), Image.NEAREST) for i in picks]
-        row = Image.new("RGB", (FRAMES_PER_ROW * (scaled_w + 4) + TEXT_WIDTH, ROW_HEIGHT + 8), "white")
-        for k, tile in enumerate(tiles):
-            row.paste(tile, (k * (scaled_w + 4), 4))
-        label = f"{t}x{h}x{w} @ {float(clip['fps']):g} fps\n" + "\n".join(
+        strip = Image.new("RGB", (len(picks) * (scaled_w + 4), ROW_HEIGHT), "white")
+        for k, i in enumerate(picks):
+            strip.paste(Image.fromarray(video[i]).resize((scaled_w, ROW_HEIGHT), Image.NEAREST), (k * (scaled_w + 4), 0))
+        label = f"T x H x W = {t} x {h} x {w} @ {float(clip['fps']):g} fps\n" + "\n".join(
             textwrap.wrap(clip["caption"], width=64)[:5]
         )
-        ImageDraw.Draw(row).multiline_text(
-            (FRAMES_PER_ROW * (scaled_w + 4) + 6, 4), label, fill="black", font=font, spacing=2
-        )
-        rows.append(row)
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
-    top = 0
-    for row in rows:
-        sheet.paste(row, (0, top))
-        top += row.height
+        strips.append((strip, label))
+    text_x = max(strip.width for strip, _ in strips) + 8
+    sheet = Image.new("RGB", (text_x + TEXT_WIDTH, len(strips) * (ROW_HEIGHT + 8)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, (strip, label) in enumerate(strips):
+        top = row * (ROW_HEIGHT + 8) + 4
+        sheet.paste(strip, (0, top))
+        draw.multiline_text((text_x, top), label, fill="black", font=font, spacing=2)
     return sheet
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import pathlib
+import time
 from typing import Any
 
 import flax
@@ -235,6 +236,8 @@ class VAETrainer:
         bar = Progress(tc.steps, step, "train-vae") if progress else None
         rng = jax.random.key(config.seed + 1)
         last: dict[str, float] = {}
+        t_start = time.perf_counter()
+        parts = None
         with PreemptionGuard() as guard, parallel.mesh_context(self.mesh):
             while step < tc.steps:
                 batch = next(data_iter)
@@ -262,6 +265,14 @@ class VAETrainer:
                     log.warning("preemption requested: saving step %d and stopping", step)
                     ckpt.save(step, state, data_iter, force=True)
                     break
+                if tc.time_limit_s and time.perf_counter() - t_start > tc.time_limit_s:
+                    log.warning("time limit of %.0f s reached: saving step %d and stopping", tc.time_limit_s, step)
+                    ckpt.save(step, state, data_iter, force=True)
+                    break
+        if parts is not None and "loss" not in last:
+            last = {k: float(v) for k, v in jax.device_get(parts).items()}
+        last["train_seconds"] = time.perf_counter() - t_start
+        last["steps"] = step
         ckpt.close()
         writer.close()
         if bar:

@@ -30,6 +30,7 @@ def heldout_config(config, seed: int):
     config.unlock() if hasattr(config, "unlock") else None
     config.data.shuffle = False
     config.data.random_crop = False
+    config.data.crop = "none"  # native aspect ratios, whatever the training crop was
     if config.data.source == "synthetic":
         config.data.synthetic.seed = seed
     return config
