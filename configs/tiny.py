@@ -52,7 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.synthetic.max_frames = 96
 
     config.text = ml_collections.ConfigDict()
-    config.text.max_len = 192  # byte-level tokens, BOS and EOS included
+    config.text.max_len = 256  # byte-level tokens, BOS and EOS included (fits ~95% of 3-object captions)
 
     # Device mesh: one axis may be -1 (all remaining devices).
     config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, sequence=1))
@@ -77,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
     tc.l1_weight = 1.0
     tc.l2_weight = 0.0
     tc.kl_weight = 1e-6
+    tc.sample_posterior = True  # decode a sample of the posterior (VAE) rather than its mean
     tc.adv_weight = 0.1
     tc.disc_start = -1  # step the 3D patch-GAN term switches on; -1 = never
     tc.disc_channels = 16

@@ -95,7 +95,7 @@ def losses(
     tc: ml_collections.ConfigDict,
     use_gan: bool,
 ):
-    recon, mean, logvar = model.apply({"params": params}, video, rngs={"noise": rng})
+    recon, mean, logvar = model.apply({"params": params}, video, sample=tc.sample_posterior, rngs={"noise": rng})
     diff = recon - video
     parts = {
         "l1": jnp.mean(jnp.abs(diff)),

@@ -100,6 +100,11 @@ def background_phrase(bg: dict[str, Any], pick: _Picker) -> tuple[str, str]:
     return noun, noun
 
 
+def background_description(bg: dict[str, Any]) -> str:
+    """The background in the fixed phrasing ("a dark grey background", "a sand-to-sage gradient", ...)."""
+    return background_phrase(bg, _Picker(None))[0]
+
+
 def _motion(o: dict[str, Any], pick: _Picker) -> str:
     motion, speed = o["motion"], o["speed"]
     if motion == "still":
@@ -112,7 +117,7 @@ def _motion(o: dict[str, Any], pick: _Picker) -> str:
 
 
 def _at(side: str) -> str:
-    """"on the left", "at the top", "at the top right"."""
+    """ "on the left", "at the top", "at the top right"."""
     return f"on the {side}" if side in ("left", "right") else f"at the {side}"
 
 

@@ -109,6 +109,8 @@ def measure(frame: np.ndarray, label: np.ndarray, core: np.ndarray, k: int) -> F
     axis = rgb - bg
     alpha = ((region - bg) * axis).sum(-1) / np.maximum((axis * axis).sum(-1), 1.0)
     alpha = np.clip(alpha, 0.0, 1.0) * (near & ((region_label == k) | (region_label < 0)))
+    if alpha.sum() < 0.5 * region_core.sum():  # the background fit failed (odd generated frames): binary mask
+        alpha = region_core.astype(np.float32)
     area = float(alpha.sum())
     centroid = (float((alpha * gx).sum() / area), float((alpha * gy).sum() / area))
     touches = (x0 == 0, y0 == 0, x1 == w, y1 == h)
@@ -154,19 +156,25 @@ def shape_scores(frames: Sequence[FrameMeasure]) -> dict[str, float]:
 
 
 @functools.lru_cache(maxsize=4096)
-def border_reference(shape: str, side: int, extent: float) -> float:
-    """Coverage summed along a frame edge line when ``shape``'s box touches that edge exactly (from inside):
-    a measured sum at least (about) this large means the shape reaches or crosses the edge. Averaged over
-    sub-pixel phases along the edge."""
+def border_reference(shape: str, side: int, extent: float, phase: float) -> float:
+    """Coverage summed along a frame edge line (side 0-3: left, top, right, bottom) when ``shape``'s box
+    touches that edge exactly from inside: a measured sum at least (about) this large means the shape reaches
+    or crosses the edge. ``phase`` is the fractional pixel position of the box centre along the edge (thin
+    tips straddle one or two pixels depending on it). Arguments are quantised so that results cache well."""
+    return _border_reference(shape, side, round(extent * 4) / 4, round((phase % 1.0) * 16) / 16)
+
+
+@functools.lru_cache(maxsize=16384)
+def _border_reference(shape: str, side: int, extent: float, phase: float) -> float:
     g = GEOMETRY[shape]
     half_along, half_across = (g.half_h, g.half_w) if side in (0, 2) else (g.half_w, g.half_h)
     across = 0.5 - half_across * extent  # the edge pixels' centres, relative to the box centre
-    ks = np.arange(-1, math.ceil(2 * half_along * extent) + 2, dtype=np.float32)
-    along = (ks[None, :] + np.array([0.125, 0.375, 0.625, 0.875], np.float32)[:, None]) - half_along * extent
+    reach = math.ceil(half_along * extent) + 2
+    along = np.arange(-reach, reach + 1, dtype=np.float32) + 0.5 - phase  # pixel centres along the edge
     # Left/right and top/bottom are mirror images for every shape but the (up-pointing) triangle and star.
     sign = 1.0 if side in (0, 1) else -1.0
     if side in (0, 2):
         cov = coverage(shape, np.float32(sign * across), along, extent)
     else:
         cov = coverage(shape, along, np.float32(sign * across), extent)
-    return float(cov.sum(-1).mean())
+    return float(cov.sum())

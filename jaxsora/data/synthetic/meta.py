@@ -10,7 +10,7 @@ Layout of the dict (plain Python / numpy values, picklable)::
 
     native: {height, width, aspect, num_frames, fps}
     frame_indices, num_frames, height, width, fps        # fps of the window: native fps / frame stride
-    background: {kind, colour0, colour1, rgb0, rgb1, direction, panning}
+    background: {kind, colour0, colour1, rgb0, rgb1, direction, panning, description}
     objects: [{shape, colour, rgb, size, size_fraction, size_fractions[T], motion, speed, speed_value,
                boxes[T, 4], centres[T, 2], fully_in[T], visible[T], fully_in_frame, status,
                enters_from, leaves_to, edge, position}]
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from jaxsora.data.synthetic import vocab
+from jaxsora.data.synthetic.captions import background_description
 from jaxsora.data.synthetic.render import Layout
 from jaxsora.data.synthetic.scene import Scene
 
@@ -101,6 +102,16 @@ def window_meta(scene: Scene, lay: Layout, frame_indices: Sequence[int]) -> dict
                 "position": position(boxes[first_seen], h, w),
             }
         )
+    background = {
+        "kind": bg.kind,
+        "colour0": bg.colour0,
+        "colour1": bg.colour1,
+        "rgb0": vocab.BACKGROUND_COLOURS[bg.colour0],
+        "rgb1": vocab.BACKGROUND_COLOURS[bg.colour1],
+        "direction": bg.direction if bg.kind == "gradient" else None,
+        "panning": bg.pan != 0.0,
+    }
+    background["description"] = background_description(background)
     return {
         "native": {
             "height": scene.height,
@@ -114,14 +125,6 @@ def window_meta(scene: Scene, lay: Layout, frame_indices: Sequence[int]) -> dict
         "height": h,
         "width": w,
         "fps": scene.fps / stride,
-        "background": {
-            "kind": bg.kind,
-            "colour0": bg.colour0,
-            "colour1": bg.colour1,
-            "rgb0": vocab.BACKGROUND_COLOURS[bg.colour0],
-            "rgb1": vocab.BACKGROUND_COLOURS[bg.colour1],
-            "direction": bg.direction if bg.kind == "gradient" else None,
-            "panning": bg.pan != 0.0,
-        },
+        "background": background,
         "objects": objects,
     }

@@ -49,6 +49,7 @@ class Layout:
 
 
 def layout(scene: Scene, frame_indices: Sequence[int], height: int, width: int) -> Layout:
+    """Object boxes of the native frames ``frame_indices`` in a ``height x width`` cover-cropped output."""
     cover_h, cover_w = cover_size(scene.height, scene.width, height, width)
     top, left = (cover_h - height) // 2, (cover_w - width) // 2
     px_x, px_y = cover_w / scene.frame_w, cover_h / scene.frame_h

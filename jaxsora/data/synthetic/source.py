@@ -103,9 +103,10 @@ class SyntheticWorld:
     ) -> LoadedClip:
         scene = self.scene(index)
         frames = _check_frames(frame_indices, scene.num_frames, self.source_id(index))
-        if int(height) <= 0 or int(width) <= 0:
-            raise ValueError(f"output size must be positive, got {height}x{width}")
-        lay = layout(scene, frames, int(height), int(width))
+        height, width = operator.index(height), operator.index(width)
+        if height <= 0 or width <= 0:
+            raise ValueError(f"{self.source_id(index)}: output size must be positive, got {height}x{width}")
+        lay = layout(scene, frames, height, width)
         meta: dict[str, Any] = window_meta(scene, lay, frames)
         meta["source_id"] = self.source_id(index)
         return LoadedClip(
@@ -124,9 +125,14 @@ def _cached_scene(seed: int, index: int, config: WorldConfig) -> Scene:
 
 
 def _check_frames(frame_indices: Sequence[int], num_frames: int, source_id: str) -> list[int]:
-    frames = [operator.index(i) for i in np.asarray(frame_indices).reshape(-1).tolist()]
-    if not frames:
+    array = np.asarray(frame_indices)
+    if array.size == 0:
         raise ValueError(f"{source_id}: frame_indices is empty")
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"{source_id}: frame_indices must be a flat sequence of integers, got {frame_indices!r}"
+        )
+    frames = [int(i) for i in array]
     bad = [i for i in frames if not 0 <= i < num_frames]
     if bad:
         raise ValueError(

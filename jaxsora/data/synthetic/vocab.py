@@ -5,7 +5,7 @@ Everything a caption can say is a class here, and every class is a well-separate
 quantity, so that :mod:`describe` can recover the name from pixels alone:
 
 * colours: ten saturated or extreme object colours at least 100 apart in RGB; backgrounds are muted,
-  mid-luminance tones at least 95 away from every object colour (gradients between two of them too), so a
+  mid-luminance tones at least 105 away from every object colour (gradients between two of them too), so a
   nearest-colour test with a threshold of :data:`COLOUR_THRESHOLD` separates objects from background even on
   anti-aliased edges;
 * sizes: the object's largest bounding-box side as a fraction of the frame's *shorter* side, in three ranges
@@ -108,10 +108,3 @@ def direction_name(dx: float, dy: float) -> str:
     angle = math.degrees(math.atan2(-dy, dx)) % 360.0  # counter-clockwise from +x, y up
     sector = int(((angle + 22.5) % 360.0) // 45.0)
     return ("right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right")[sector]
-
-
-def nearest_background_name(rgb: np.ndarray) -> str:
-    """The name of the background colour closest to ``rgb``."""
-    names = list(BACKGROUND_COLOURS)
-    table = np.array([BACKGROUND_COLOURS[n] for n in names], dtype=np.float32)
-    return names[int(np.argmin(((table - np.asarray(rgb, np.float32)) ** 2).sum(-1)))]
