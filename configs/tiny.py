@@ -64,12 +64,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.vae.temporal_down = (False, True, True)
     config.vae.num_res_blocks = 1
     config.vae.latent_channels = 16
+    config.vae.norm = "rms"  # rms (per voxel: tileable) | group (per frame)
+    config.vae.zero_init_residual = True
     config.vae.dtype = "bfloat16"
     config.vae.remat = False
 
     tc = config.vae_train = ml_collections.ConfigDict()
     tc.steps = 200
-    tc.time_limit_s = 0.0  # stop (with a checkpoint) after this many seconds of training, compiles included; 0 = none
+    tc.time_limit_s = (
+        0.0  # stop (with a checkpoint) after this many seconds of training, compiles included; 0 = none
+    )
     tc.log_every = 10
     tc.ckpt_every = 100
     tc.keep = 3

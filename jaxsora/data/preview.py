@@ -35,7 +35,10 @@ def contact_sheet(clips: list[dict]) -> Image.Image:
         scaled_w = max(1, round(w * ROW_HEIGHT / h))
         strip = Image.new("RGB", (len(picks) * (scaled_w + 4), ROW_HEIGHT), "white")
         for k, i in enumerate(picks):
-            strip.paste(Image.fromarray(video[i]).resize((scaled_w, ROW_HEIGHT), Image.NEAREST), (k * (scaled_w + 4), 0))
+            strip.paste(
+                Image.fromarray(video[i]).resize((scaled_w, ROW_HEIGHT), Image.NEAREST),
+                (k * (scaled_w + 4), 0),
+            )
         label = f"T x H x W = {t} x {h} x {w} @ {float(clip['fps']):g} fps\n" + "\n".join(
             textwrap.wrap(clip["caption"], width=64)[:5]
         )

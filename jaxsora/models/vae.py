@@ -9,13 +9,15 @@ Streaming: each :class:`CausalConv3d` can keep the input frames its next window 
 processed a few frames at a time (first 1 frame, then ``f`` frames per latent frame; see
 :mod:`jaxsora.models.vae_codec`) gives the one-shot result, with memory that does not grow with its length.
 
-Normalisation is RMS over channels at each voxel (no statistics across time or space), which keeps the
-network causal, chunkable and tileable.
+Normalisation (``norm``) is either RMS over channels at each voxel (no statistics across time or space:
+causal, chunkable and exactly tileable) or GroupNorm with statistics per frame (causal and chunkable; tiles
+see their own statistics).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -34,10 +36,16 @@ class VAEConfig:
     temporal_down: tuple[bool, ...] = (False, True, True)  # per downsampling: also halve time?
     num_res_blocks: int = 2
     latent_channels: int = 16
+    norm: str = (
+        "rms"  # rms: over channels per voxel (tileable) | group: GroupNorm per frame (causal, not tileable)
+    )
+    zero_init_residual: bool = True  # residual branches start at zero (each block starts as the identity)
     dtype: str = "bfloat16"  # compute dtype; params are float32
     remat: bool = False  # rematerialise residual blocks in the backward pass (long/large clips)
 
     def __post_init__(self):
+        if self.norm not in ("rms", "group"):
+            raise ValueError(f"vae.norm must be 'rms' or 'group', got {self.norm!r}")
         if len(self.temporal_down) != len(self.channel_mult) - 1:
             raise ValueError(
                 f"temporal_down needs one entry per downsampling ({len(self.channel_mult) - 1}), "
@@ -132,15 +140,40 @@ class RMSNorm(nn.Module):
         return (x32 * scale).astype(self.dtype)
 
 
-class ResBlock(nn.Module):
-    features: int
+class FrameGroupNorm(nn.Module):
+    """GroupNorm with statistics per frame (over height, width and a group of channels): causal in time."""
+
     dtype: Dtype = jnp.bfloat16
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = CausalConv3d(self.features, dtype=self.dtype, name="conv1")(nn.silu(RMSNorm(dtype=self.dtype)(x)))
-        h = RMSNorm(dtype=self.dtype)(h)
-        h = CausalConv3d(self.features, dtype=self.dtype, zero_init=True, name="conv2")(nn.silu(h))
+        c = x.shape[-1]
+        groups = next(g for g in (32, 16, 8, 4, 2, 1) if c % g == 0)
+        scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (c,))
+        bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (c,))
+        x32 = x.astype(jnp.float32).reshape(*x.shape[:-1], groups, c // groups)
+        mean = jnp.mean(x32, axis=(2, 3, 5), keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=(2, 3, 5), keepdims=True)
+        x32 = ((x32 - mean) * lax.rsqrt(var + 1e-6)).reshape(x.shape)
+        return (x32 * scale + bias).astype(self.dtype)
+
+
+def make_norm(kind: str, dtype: Dtype, name: str | None = None) -> nn.Module:
+    return RMSNorm(dtype=dtype, name=name) if kind == "rms" else FrameGroupNorm(dtype=dtype, name=name)
+
+
+class ResBlock(nn.Module):
+    features: int
+    dtype: Dtype = jnp.bfloat16
+    norm: str = "rms"
+    zero_init: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = make_norm(self.norm, self.dtype)(x)
+        h = CausalConv3d(self.features, dtype=self.dtype, name="conv1")(nn.silu(h))
+        h = make_norm(self.norm, self.dtype)(h)
+        h = CausalConv3d(self.features, dtype=self.dtype, zero_init=self.zero_init, name="conv2")(nn.silu(h))
         if x.shape[-1] != self.features:
             x = CausalConv3d(self.features, kernel=(1, 1, 1), dtype=self.dtype, name="skip")(x)
         return nn.with_logical_constraint(x.astype(self.dtype) + h, ACT_AXES)
@@ -186,7 +219,8 @@ class Upsample(nn.Module):
 
 
 def _block(cfg: VAEConfig):
-    return nn.remat(ResBlock) if cfg.remat else ResBlock
+    block = nn.remat(ResBlock) if cfg.remat else ResBlock
+    return functools.partial(block, norm=cfg.norm, zero_init=cfg.zero_init_residual)
 
 
 class Encoder(nn.Module):
@@ -206,7 +240,7 @@ class Encoder(nn.Module):
                     cfg.channels * mult, temporal=cfg.temporal_down[level], dtype=dtype, name=f"down{level}"
                 )(h)
         h = block(h.shape[-1], dtype=dtype, name="mid_block")(h)
-        h = nn.silu(RMSNorm(dtype=dtype, name="norm_out")(h))
+        h = nn.silu(make_norm(cfg.norm, dtype, name="norm_out")(h))
         moments = CausalConv3d(2 * cfg.latent_channels, dtype=jnp.float32, name="conv_out")(h)
         mean, logvar = jnp.split(moments.astype(jnp.float32), 2, axis=-1)
         return mean, jnp.clip(logvar, -30.0, 20.0)
@@ -232,7 +266,7 @@ class Decoder(nn.Module):
                     dtype=dtype,
                     name=f"up{level}",
                 )(h, is_first)
-        h = nn.silu(RMSNorm(dtype=dtype, name="norm_out")(h))
+        h = nn.silu(make_norm(cfg.norm, dtype, name="norm_out")(h))
         return CausalConv3d(3, dtype=jnp.float32, name="conv_out")(h).astype(jnp.float32)
 
 

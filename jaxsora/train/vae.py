@@ -95,7 +95,9 @@ def losses(
     tc: ml_collections.ConfigDict,
     use_gan: bool,
 ):
-    recon, mean, logvar = model.apply({"params": params}, video, sample=tc.sample_posterior, rngs={"noise": rng})
+    recon, mean, logvar = model.apply(
+        {"params": params}, video, sample=tc.sample_posterior, rngs={"noise": rng}
+    )
     diff = recon - video
     parts = {
         "l1": jnp.mean(jnp.abs(diff)),
@@ -266,7 +268,9 @@ class VAETrainer:
                     ckpt.save(step, state, data_iter, force=True)
                     break
                 if tc.time_limit_s and time.perf_counter() - t_start > tc.time_limit_s:
-                    log.warning("time limit of %.0f s reached: saving step %d and stopping", tc.time_limit_s, step)
+                    log.warning(
+                        "time limit of %.0f s reached: saving step %d and stopping", tc.time_limit_s, step
+                    )
                     ckpt.save(step, state, data_iter, force=True)
                     break
         if parts is not None and "loss" not in last:

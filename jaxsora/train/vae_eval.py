@@ -25,20 +25,21 @@ from jaxsora.models.vae_codec import VideoCodec
 from jaxsora.train import metrics as metrics_lib
 
 
-def heldout_config(config, seed: int):
+def heldout_config(config, seed: int, native_aspect: bool = True):
     config = copy.deepcopy(config)
     config.unlock() if hasattr(config, "unlock") else None
     config.data.shuffle = False
     config.data.random_crop = False
-    config.data.crop = "none"  # native aspect ratios, whatever the training crop was
+    if native_aspect:
+        config.data.crop = "none"  # native aspect ratios, whatever the training crop was
     if config.data.source == "synthetic":
         config.data.synthetic.seed = seed
     return config
 
 
-def evaluate(codec: VideoCodec, config, *, num_clips: int, seed: int) -> dict:
+def evaluate(codec: VideoCodec, config, *, num_clips: int, seed: int, native_aspect: bool = True) -> dict:
     """Per-clip PSNR and SSIM of decode(encode(x)) (latent means) over ``num_clips`` held-out clips."""
-    config = heldout_config(config, seed)
+    config = heldout_config(config, seed, native_aspect)
     source = make_source(config.data)
     ds = clip_dataset(source, config, shard_index=0, shard_count=1, num_epochs=1)
     it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=max(config.data.num_threads, 1))))
