@@ -144,20 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_absl_flags() -> None:
-    """Grain and Orbax read absl flags; mark them parsed (with defaults) since this CLI uses argparse."""
-    from absl import flags
-
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS(["jaxsora"], known_only=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("jaxsora").setLevel(logging.INFO)
     logging.getLogger("absl").setLevel(logging.WARNING)
-    _parse_absl_flags()
+    from jaxsora.data.pipeline import ensure_absl_flags
+
+    ensure_absl_flags()
     parser = build_parser()
     try:
         overrides, rest = split_override_args(argv)

@@ -95,6 +95,7 @@ def encode_dataset(
     if writer is not None:
         finish_part()
     bar.close()
+    data_iter.close()
     meta = {
         "vae": {**codec.cfg.__dict__, "channel_mult": list(codec.cfg.channel_mult)},
         "spatial_factor": codec.cfg.spatial_factor,

@@ -29,6 +29,7 @@ def measure(config, seconds: float, warmup_batches: int = 3) -> dict[str, float]
         batch = next(it)
         b, t, h, w, _ = batch["video"].shape
         clips, frames, pixels = clips + b, frames + b * t, pixels + b * t * h * w
+    it.close()
     return {"clips/s": clips / elapsed, "frames/s": frames / elapsed, "Mpixel/s": pixels / elapsed / 1e6}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from jaxsora.cli import _parse_absl_flags
 from jaxsora.config import load_config
 from jaxsora.train.vae import VAETrainer, load_codec
 from jaxsora.train.vae_eval import evaluate
@@ -27,7 +26,6 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=64, help="held-out clips per evaluation")
     parser.add_argument("--config", default="configs/vae_synthetic.py")
     args = parser.parse_args()
-    _parse_absl_flags()
     rows = []
     for variant in args.variants:
         overrides = [*variant.split(), f"vae_train.steps={args.steps}", "vae_train.sample_every=0"]

@@ -23,6 +23,15 @@ from jaxsora.data.buckets import BucketBatchIterDataset
 from jaxsora.data.source import ClipSource, UnreadableClipError
 
 
+def ensure_absl_flags() -> None:
+    """Grain (worker processes) and Orbax read absl flags; mark them parsed with their defaults when the
+    program did not use absl (argparse CLIs, notebooks, pytest)."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["jaxsora"], known_only=True)
+
+
 def make_source(data: ml_collections.ConfigDict) -> ClipSource:
     """The source named by ``data.source``; optional dependencies are imported only when used."""
     if data.source == "synthetic":
@@ -170,6 +179,7 @@ def batched_dataset(
     ds = clip_dataset(source, config, shard_index=shard_index, shard_count=shard_count, num_epochs=num_epochs)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(d.num_threads, 0), prefetch_buffer_size=16))
     if d.num_workers > 0:
+        ensure_absl_flags()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers))
     return BucketBatchIterDataset(
         ds,

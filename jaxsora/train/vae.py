@@ -278,6 +278,7 @@ class VAETrainer:
         last["train_seconds"] = time.perf_counter() - t_start
         last["steps"] = step
         ckpt.close()
+        data_iter.close()
         writer.close()
         if bar:
             bar.close()
