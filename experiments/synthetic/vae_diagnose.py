@@ -100,10 +100,10 @@ def main():
     base = VAEConfig(dtype="float32")
     variants = {
         "plain 2D conv AE (64 ch)": PlainAE(),
-        "jaxsora VAE default (rms, zero-init)": VAE(base),
-        "jaxsora VAE rms, no zero-init": VAE(dataclasses.replace(base, zero_init_residual=False)),
-        "jaxsora VAE group norm": VAE(dataclasses.replace(base, norm="group")),
-        "jaxsora VAE no temporal down": VAE(dataclasses.replace(base, temporal_down=(False, False, False))),
+        "VAE rms, no shortcuts": VAE(dataclasses.replace(base, shortcut=False)),
+        "VAE rms + shortcuts": VAE(base),
+        "VAE group norm, no shortcuts": VAE(dataclasses.replace(base, norm="group", shortcut=False)),
+        "VAE group norm + shortcuts": VAE(dataclasses.replace(base, norm="group")),
     }
     print(f"| variant ({args.steps} steps, lr {args.lr:g}) | held-out PSNR at 1/4, 1/2, 3/4, end | seconds |")
     print("|---|---|---:|")

@@ -40,6 +40,7 @@ class VAEConfig:
         "rms"  # rms: over channels per voxel (tileable) | group: GroupNorm per frame (causal, not tileable)
     )
     zero_init_residual: bool = True  # residual branches start at zero (each block starts as the identity)
+    shortcut: bool = True  # parameter-free space<->channel shortcuts around every resampling and the bottleneck
     dtype: str = "bfloat16"  # compute dtype; params are float32
     remat: bool = False  # rematerialise residual blocks in the backward pass (long/large clips)
 
@@ -179,17 +180,53 @@ class ResBlock(nn.Module):
         return nn.with_logical_constraint(x.astype(self.dtype) + h, ACT_AXES)
 
 
+def space_to_channel(x: jax.Array, out_channels: int, temporal: bool) -> jax.Array:
+    """The parameter-free shortcut of a downsampling (residual autoencoding, as in DC-AE): each 2x2 (x2 in
+    time) block of voxels folded into channels, then averaged in groups down to ``out_channels``.
+
+    In time the fold is causal: an odd clip (``1 + 2m`` frames: the start of a clip) keeps its first frame
+    alone (repeated to fill the pair); an even one is a continuation chunk whose frames pair up in order.
+    """
+    b, t, h, w, c = x.shape
+    x = x.reshape(b, t, h // 2, 2, w // 2, 2, c).transpose(0, 1, 2, 4, 3, 5, 6).reshape(b, t, h // 2, w // 2, 4 * c)
+    if temporal:
+        if t % 2:
+            x = jnp.concatenate([x[:, :1], x], axis=1)
+        x = x.reshape(b, x.shape[1] // 2, 2, h // 2, w // 2, 4 * c).transpose(0, 1, 3, 4, 2, 5)
+        x = x.reshape(b, x.shape[1], h // 2, w // 2, 8 * c)
+    return x.reshape(*x.shape[:-1], out_channels, x.shape[-1] // out_channels).mean(axis=-1)
+
+
+def channel_to_space(x: jax.Array, out_channels: int, temporal: bool, is_first: bool) -> jax.Array:
+    """The parameter-free shortcut of an upsampling: channels repeated up to 4 (8 in time) x ``out_channels``
+    and unfolded into 2x2 (x2 in time) blocks; on a clip's first chunk its first frame keeps one of its two."""
+    b, t, h, w, c = x.shape
+    factor = 8 if temporal else 4
+    x = jnp.repeat(x, factor * out_channels // c, axis=-1)
+    if temporal:
+        x = x.reshape(b, t, h, w, 2, 4 * out_channels).transpose(0, 1, 4, 2, 3, 5).reshape(b, 2 * t, h, w, -1)
+        if is_first:
+            x = x[:, 1:]
+        t = x.shape[1]
+    x = x.reshape(b, t, h, w, 2, 2, out_channels).transpose(0, 1, 2, 4, 3, 5, 6)
+    return x.reshape(b, t, 2 * h, 2 * w, out_channels)
+
+
 class Downsample(nn.Module):
     """2x in space, and 2x in time when ``temporal`` (stride-2 causal conv: 1 + 2m frames -> 1 + m)."""
 
     features: int
     temporal: bool
     dtype: Dtype = jnp.bfloat16
+    shortcut: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kt, st = (3, 2) if self.temporal else (1, 1)
-        return CausalConv3d(self.features, kernel=(kt, 3, 3), strides=(st, 2, 2), dtype=self.dtype)(x)
+        y = CausalConv3d(self.features, kernel=(kt, 3, 3), strides=(st, 2, 2), dtype=self.dtype)(x)
+        if self.shortcut:
+            y = y + space_to_channel(x.astype(self.dtype), self.features, self.temporal)
+        return y
 
 
 class Upsample(nn.Module):
@@ -202,9 +239,11 @@ class Upsample(nn.Module):
     features: int
     temporal: bool
     dtype: Dtype = jnp.bfloat16
+    shortcut: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, is_first: bool) -> jax.Array:
+        skip = channel_to_space(x.astype(self.dtype), self.features, self.temporal, is_first) if self.shortcut else 0
         if self.temporal:
             b, t, h, w, c = x.shape
             y = CausalConv3d(2 * c, kernel=(3, 1, 1), dtype=self.dtype, name="time_conv")(x)
@@ -215,7 +254,7 @@ class Upsample(nn.Module):
         x = jnp.broadcast_to(x[:, :, :, None, :, None, :], (b, t, h, 2, w, 2, c)).reshape(
             b, t, 2 * h, 2 * w, c
         )
-        return CausalConv3d(self.features, kernel=(1, 3, 3), dtype=self.dtype, name="conv")(x)
+        return CausalConv3d(self.features, kernel=(1, 3, 3), dtype=self.dtype, name="conv")(x) + skip
 
 
 def _block(cfg: VAEConfig):
@@ -237,12 +276,18 @@ class Encoder(nn.Module):
                 h = block(cfg.channels * mult, dtype=dtype, name=f"down{level}_block{j}")(h)
             if level < len(cfg.channel_mult) - 1:
                 h = Downsample(
-                    cfg.channels * mult, temporal=cfg.temporal_down[level], dtype=dtype, name=f"down{level}"
+                    cfg.channels * mult,
+                    temporal=cfg.temporal_down[level],
+                    dtype=dtype,
+                    shortcut=cfg.shortcut,
+                    name=f"down{level}",
                 )(h)
         h = block(h.shape[-1], dtype=dtype, name="mid_block")(h)
         h = nn.silu(make_norm(cfg.norm, dtype, name="norm_out")(h))
         moments = CausalConv3d(2 * cfg.latent_channels, dtype=jnp.float32, name="conv_out")(h)
         mean, logvar = jnp.split(moments.astype(jnp.float32), 2, axis=-1)
+        if cfg.shortcut:  # the bottleneck's shortcut: features averaged in groups down to the latent channels
+            mean = mean + h.reshape(*h.shape[:-1], cfg.latent_channels, -1).astype(jnp.float32).mean(-1)
         return mean, jnp.clip(logvar, -30.0, 20.0)
 
 
@@ -255,6 +300,8 @@ class Decoder(nn.Module):
         block = _block(cfg)
         z = nn.with_logical_constraint(z, ACT_AXES)
         h = CausalConv3d(cfg.channels * cfg.channel_mult[-1], dtype=dtype, name="conv_in")(z)
+        if cfg.shortcut:  # latents repeated up to the decoder's width
+            h = h + jnp.repeat(z.astype(dtype), h.shape[-1] // z.shape[-1], axis=-1)
         h = block(h.shape[-1], dtype=dtype, name="mid_block")(h)
         for level in reversed(range(len(cfg.channel_mult))):
             for j in range(cfg.num_res_blocks + 1):
@@ -264,6 +311,7 @@ class Decoder(nn.Module):
                     cfg.channels * cfg.channel_mult[level - 1],
                     temporal=cfg.temporal_down[level - 1],
                     dtype=dtype,
+                    shortcut=cfg.shortcut,
                     name=f"up{level}",
                 )(h, is_first)
         h = nn.silu(make_norm(cfg.norm, dtype, name="norm_out")(h))
