@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.vae.latent_channels = 16
     config.vae.norm = "rms"  # rms (per voxel: tileable) | group (per frame)
     config.vae.zero_init_residual = True
+    config.vae.shortcut = True  # DC-AE-style space<->channel shortcuts around resampling
     config.vae.dtype = "bfloat16"
     config.vae.remat = False
 

@@ -54,7 +54,16 @@ def _cmd_eval_vae(args, overrides) -> None:
         if not (w.isdigit() and h.isdigit()):
             raise ValueError(f"--throughput sizes look like 256x256,1280x720; got '{size}'")
         sizes.append((int(h), int(w)))
-    print(run_eval(args.workdir, num_clips=args.num, seed=args.seed, ema=not args.raw, sizes=sizes))
+    print(
+        run_eval(
+            args.workdir,
+            num_clips=args.num,
+            seed=args.seed,
+            ema=not args.raw,
+            sizes=sizes,
+            overrides=overrides,
+        )
+    )
 
 
 def _cmd_encode(args, overrides) -> None:
@@ -111,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "eval-vae", help="reconstruction PSNR/SSIM on held-out clips; encode/decode speed"
     )
-    p.add_argument("--workdir", required=True, help="a train-vae workdir")
+    p.add_argument(
+        "--workdir", required=True, help="a train-vae workdir (--config.data.KEY=V overrides its data)"
+    )
     p.add_argument("--num", type=int, default=256, help="held-out clips (default 256)")
     p.add_argument("--seed", type=int, default=1_000_003, help="synthetic-world seed of the held-out clips")
     p.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA")

@@ -40,7 +40,9 @@ class VAEConfig:
         "rms"  # rms: over channels per voxel (tileable) | group: GroupNorm per frame (causal, not tileable)
     )
     zero_init_residual: bool = True  # residual branches start at zero (each block starts as the identity)
-    shortcut: bool = True  # parameter-free space<->channel shortcuts around every resampling and the bottleneck
+    shortcut: bool = (
+        True  # parameter-free space<->channel shortcuts around every resampling and the bottleneck
+    )
     dtype: str = "bfloat16"  # compute dtype; params are float32
     remat: bool = False  # rematerialise residual blocks in the backward pass (long/large clips)
 
@@ -188,7 +190,11 @@ def space_to_channel(x: jax.Array, out_channels: int, temporal: bool) -> jax.Arr
     alone (repeated to fill the pair); an even one is a continuation chunk whose frames pair up in order.
     """
     b, t, h, w, c = x.shape
-    x = x.reshape(b, t, h // 2, 2, w // 2, 2, c).transpose(0, 1, 2, 4, 3, 5, 6).reshape(b, t, h // 2, w // 2, 4 * c)
+    x = (
+        x.reshape(b, t, h // 2, 2, w // 2, 2, c)
+        .transpose(0, 1, 2, 4, 3, 5, 6)
+        .reshape(b, t, h // 2, w // 2, 4 * c)
+    )
     if temporal:
         if t % 2:
             x = jnp.concatenate([x[:, :1], x], axis=1)
@@ -243,7 +249,11 @@ class Upsample(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, is_first: bool) -> jax.Array:
-        skip = channel_to_space(x.astype(self.dtype), self.features, self.temporal, is_first) if self.shortcut else 0
+        skip = (
+            channel_to_space(x.astype(self.dtype), self.features, self.temporal, is_first)
+            if self.shortcut
+            else 0
+        )
         if self.temporal:
             b, t, h, w, c = x.shape
             y = CausalConv3d(2 * c, kernel=(3, 1, 1), dtype=self.dtype, name="time_conv")(x)
