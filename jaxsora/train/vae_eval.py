@@ -119,11 +119,13 @@ def report(result: dict, rows: list[dict] | None) -> str:
 
 
 def run_eval(
-    workdir: str, *, num_clips: int, seed: int, ema: bool, sizes: list[tuple[int, int]] | None
+    workdir: str, *, num_clips: int, seed: int, ema: bool, sizes: list[tuple[int, int]] | None, overrides=()
 ) -> str:
+    from jaxsora.config import apply_overrides
     from jaxsora.train.vae import load_codec
 
     codec, config = load_codec(workdir, ema=ema)
+    apply_overrides(config, overrides)  # e.g. evaluate at another size than the training crops
     result = evaluate(codec, config, num_clips=num_clips, seed=seed)
     rows = throughput(codec, sizes) if sizes else None
     out = pathlib.Path(workdir) / "eval_vae.json"
