@@ -49,7 +49,8 @@ def evaluate(codec: VideoCodec, config, *, num_clips: int, seed: int, native_asp
         return metrics_lib.psnr(y, x)[0], metrics_lib.ssim(y, x)[0]
 
     rows = []
-    for element in tqdm(it, total=num_clips, desc="eval-vae", unit="clip"):
+    bar = tqdm(total=num_clips, desc="eval-vae", unit="clip")
+    for element in it:
         if "skipped" in element:
             continue
         x = jnp.asarray(element["video"][None], jnp.float32) / 127.5 - 1.0
@@ -57,8 +58,11 @@ def evaluate(codec: VideoCodec, config, *, num_clips: int, seed: int, native_asp
         p, s = (float(v) for v in scores(x, y))
         t, h, w = element["video"].shape[:3]
         rows.append({"frames": t, "height": h, "width": w, "psnr": p, "ssim": s})
+        bar.update(1)
         if len(rows) >= num_clips:
             break
+    bar.close()
+    it.close()
     return summarize(rows)
 
 
