@@ -92,6 +92,9 @@ def main():
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--sweep", action="store_true", help="instead of the variants: GroupNorm + shortcuts at lr x batch"
+    )
     args = parser.parse_args()
     train_x = clips(0, 512, args.size, args.frames)
     test_x = clips(99, 64, args.size, args.frames)
@@ -105,6 +108,20 @@ def main():
         "VAE group norm, no shortcuts": VAE(dataclasses.replace(base, norm="group", shortcut=False)),
         "VAE group norm + shortcuts": VAE(dataclasses.replace(base, norm="group")),
     }
+    if args.sweep:
+        model = VAE(dataclasses.replace(base, norm="group"))
+        print(
+            f"| GroupNorm + shortcuts, {args.steps} steps | held-out PSNR at 1/4, 1/2, 3/4, end | seconds |"
+        )
+        print("|---|---|---:|")
+        for lr in (1e-3, 2e-3, 4e-3):
+            for batch in (8, 32):
+                curve, seconds = train(model, train_x, test_x, args.steps, lr, batch)
+                print(
+                    f"| lr {lr:g}, batch {batch} | {' / '.join(f'{c:.1f}' for c in curve)} | {seconds:.0f} |",
+                    flush=True,
+                )
+        return
     print(f"| variant ({args.steps} steps, lr {args.lr:g}) | held-out PSNR at 1/4, 1/2, 3/4, end | seconds |")
     print("|---|---|---:|")
     for name, model in variants.items():
