@@ -134,9 +134,9 @@ def test_broken_files_raise_only_unreadable_clip_error(tmp_path):
 def test_pickles_without_its_cache(folder):
     source = FolderSource(folder, cache_size=2)
     infos = [source.info(i) for i in range(len(source))]
-    assert len(source._cache) == 2  # bounded
+    assert len(source._infos) == 2  # bounded
     clone = pickle.loads(pickle.dumps(source))
-    assert len(clone._cache) == 0
+    assert len(clone._infos) == 0
     assert [clone.info(i) for i in range(len(clone))] == infos
     assert np.array_equal(clone.load(0, [3], 8, 8).frames, source.load(0, [3], 8, 8).frames)
 

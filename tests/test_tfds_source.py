@@ -180,7 +180,7 @@ def test_info_reads_headers_only_and_load_decodes_only_requested_frames(data_dir
     source = TfdsSource("frame_videos", data_dir=data_dir, cache_size=2)
     for i in range(3):
         source.info(i)
-    assert decoded == [] and list(source._cache) == [1, 2]  # no pixels decoded; LRU bounded
+    assert decoded == [] and source._infos.indices() == [1, 2]  # no pixels decoded; LRU bounded
     source.load(2, [7, 1, 1, 7, 3], 8, 8)
     assert len(decoded) == 3  # frames 1, 3, 7 once each
 
@@ -257,7 +257,7 @@ def test_pickles_and_reopens(data_dir):
     source = TfdsSource("frame_videos", data_dir=data_dir)
     source.info(0)
     clone = pickle.loads(pickle.dumps(source))
-    assert len(clone._cache) == 0 and len(clone) == 3
+    assert len(clone._infos) == 0 and len(clone) == 3
     assert np.array_equal(clone.load(1, [5], 8, 8).frames, source.load(1, [5], 8, 8).frames)
 
 

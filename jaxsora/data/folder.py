@@ -23,18 +23,15 @@ small cache of probed geometry.
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 
 from jaxsora.data import video_io
-from jaxsora.data.source import ClipInfo, LoadedClip, UnreadableClipError
+from jaxsora.data.source import ClipInfo, InfoCache, LoadedClip, UnreadableClipError
 
 DEFAULT_EXTENSIONS = tuple(sorted(video_io.VIDEO_EXTENSIONS | video_io.IMAGE_EXTENSIONS))
 CAPTIONS_FILE = "captions.jsonl"
@@ -110,7 +107,7 @@ class FolderSource:
         self.files = files
         self._sidecars = sidecar_of
         self._captions = {rel: table[rel] for rel in files if rel in table}
-        self._init_cache()
+        self._infos = InfoCache(cache_size)
 
     # ----------------------------------------------------------------------------------------- scan
 
@@ -138,21 +135,6 @@ class FolderSource:
                     texts.add(rel)
         return sorted(media), texts
 
-    # ----------------------------------------------------------------------------------------- pickling
-
-    def _init_cache(self) -> None:
-        self._cache: collections.OrderedDict[int, ClipInfo] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_cache"], state["_lock"]  # per process; a lock does not pickle
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._init_cache()
-
     # ----------------------------------------------------------------------------------------- ClipSource
 
     def __len__(self) -> int:
@@ -170,20 +152,15 @@ class FolderSource:
 
     def info(self, index: int) -> ClipInfo:
         index = self._check_index(index)
-        with self._lock:
-            cached = self._cache.get(index)
-            if cached is not None:
-                self._cache.move_to_end(index)
-                return cached
+        cached = self._infos.get(index)
+        if cached is not None:
+            return cached
         path = self.path(index)
         num_frames, height, width, fps = video_io.probe(path)
         caption, _ = self._caption(index)
-        info = ClipInfo(num_frames, height, width, fps, caption=caption, source_id=path)
-        with self._lock:
-            self._cache[index] = info
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return info
+        return self._infos.put(
+            index, ClipInfo(num_frames, height, width, fps, caption=caption, source_id=path)
+        )
 
     def load(
         self,

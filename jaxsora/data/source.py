@@ -11,8 +11,10 @@ pipeline asks for a square (``crop: square``) the centre square is kept.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -80,3 +82,40 @@ def center_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
         raise ValueError(f"cannot crop {h}x{w} frames to {height}x{width}")
     top, left = (h - height) // 2, (w - width) // 2
     return frames[..., top : top + height, left : left + width, :]
+
+
+class InfoCache:
+    """A thread-safe LRU of the ``ClipInfo`` a source has probed, per process (pickling starts it empty)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._infos: collections.OrderedDict[int, ClipInfo] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, index: int) -> ClipInfo | None:
+        with self._lock:
+            info = self._infos.get(index)
+            if info is not None:
+                self._infos.move_to_end(index)
+            return info
+
+    def put(self, index: int, info: ClipInfo) -> ClipInfo:
+        with self._lock:
+            self._infos[index] = info
+            while len(self._infos) > self.size:
+                self._infos.popitem(last=False)
+        return info
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def indices(self) -> list[int]:
+        """Cached indices, least recently used first."""
+        with self._lock:
+            return list(self._infos)
+
+    def __getstate__(self) -> dict[str, int]:
+        return {"size": self.size}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__(state["size"])

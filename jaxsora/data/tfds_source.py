@@ -36,7 +36,6 @@ it to worker processes, which reopen the dataset).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import importlib.util
 import io
@@ -51,7 +50,7 @@ import numpy as np
 from PIL import Image
 
 from jaxsora.data import video_io
-from jaxsora.data.source import ClipInfo, LoadedClip, UnreadableClipError
+from jaxsora.data.source import ClipInfo, InfoCache, LoadedClip, UnreadableClipError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +134,7 @@ class TfdsSource:
     def _open(self) -> None:
         self._builder = _load_builder(self.name, self.data_dir)
         self._ds = None
-        self._cache: collections.OrderedDict[int, ClipInfo] = collections.OrderedDict()
+        self._infos = InfoCache(self.cache_size)
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -151,7 +150,7 @@ class TfdsSource:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_builder", "_ds", "_cache", "_lock", "_local"):
+        for key in ("_builder", "_ds", "_infos", "_lock", "_local"):
             del state[key]
         return state
 
@@ -180,11 +179,9 @@ class TfdsSource:
 
     def info(self, index: int) -> ClipInfo:
         index = self._check_index(index)
-        with self._lock:
-            cached = self._cache.get(index)
-            if cached is not None:
-                self._cache.move_to_end(index)
-                return cached
+        cached = self._infos.get(index)
+        if cached is not None:
+            return cached
         record = self._record(index)
         sid = self.source_id(index)
         try:
@@ -197,11 +194,7 @@ class TfdsSource:
             raise UnreadableClipError(sid, f"empty clip ({num_frames}x{height}x{width})")
         caption, _ = self._captions(record)
         info = ClipInfo(num_frames, height, width, self._fps(record), caption=caption, source_id=sid)
-        with self._lock:
-            self._cache[index] = info
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return info
+        return self._infos.put(index, info)
 
     def load(
         self,
