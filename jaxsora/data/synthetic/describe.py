@@ -235,16 +235,6 @@ class _Track:
         return out
 
 
-def _status(fully: np.ndarray) -> str:
-    if not fully.any():
-        return "partial"
-    if fully[0] and fully[-1]:
-        return "stays"
-    if fully[-1]:
-        return "enters"
-    return "leaves" if fully[0] else "crosses"
-
-
 def _describe_object(
     video: np.ndarray, label: np.ndarray, masks: list[np.ndarray | None], k: int, fps: float | None
 ) -> ObjectDescription:
@@ -302,7 +292,7 @@ def _describe_object(
         motion=motion,
         speed=speed,
         fully_in_frame=bool(fully.all()),
-        status=_status(fully),
+        status=vocab.visibility_status(fully),
         present=present,
         boxes=np.array([f.box if f else nan4 for f in frames], np.float32),
         centroids=np.array([f.centroid if f else nan4[:2] for f in frames], np.float32),

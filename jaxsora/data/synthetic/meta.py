@@ -56,13 +56,7 @@ def position(box: np.ndarray, height: int, width: int) -> str:
 def _status(fully: np.ndarray, visible: np.ndarray) -> str:
     if not visible.any():
         return "absent"
-    if not fully.any():
-        return "partial"
-    if fully[0] and fully[-1]:
-        return "stays"
-    if fully[-1]:
-        return "enters"
-    return "leaves" if fully[0] else "crosses"
+    return vocab.visibility_status(fully)
 
 
 def window_meta(scene: Scene, lay: Layout, frame_indices: Sequence[int]) -> dict[str, Any]:

@@ -108,3 +108,16 @@ def direction_name(dx: float, dy: float) -> str:
     angle = math.degrees(math.atan2(-dy, dx)) % 360.0  # counter-clockwise from +x, y up
     sector = int(((angle + 22.5) % 360.0) // 45.0)
     return ("right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right")[sector]
+
+
+def visibility_status(fully_in_frame: np.ndarray) -> str:
+    """How an object's presence runs over a window, from its per-frame fully-in-frame flags: ``stays``,
+    ``enters``, ``leaves``, ``crosses`` (in only mid-window) or ``partial`` (never fully in). Shared by the
+    ground truth (``meta``) and its inverse (``describe``) so the two cannot disagree on the rule."""
+    if not fully_in_frame.any():
+        return "partial"
+    if fully_in_frame[0] and fully_in_frame[-1]:
+        return "stays"
+    if fully_in_frame[-1]:
+        return "enters"
+    return "leaves" if fully_in_frame[0] else "crosses"
