@@ -85,6 +85,72 @@ def get_config() -> ml_collections.ConfigDict:
     pk.overflow = "error"  # a clip over seq_len tokens: error | drop (keep a random seq_len of its tokens)
     pk.batch_size = 4  # packs per batch: [batch_size, seq_len, ...]
 
+    # Text encoder: "byte" (a small transformer over byte tokens, trained with the DiT) or "t5" (a frozen
+    # T5/UMT5 from a local Hugging Face folder: t5_path).
+    te = config.text_encoder = ml_collections.ConfigDict()
+    te.kind = "byte"
+    te.t5_path = ""
+    te.width = 64
+    te.depth = 1
+    te.num_heads = 2
+    te.head_dim = 32
+    te.mlp_dim = 128
+    te.dtype = "bfloat16"
+    te.attention = "auto"
+
+    # The diffusion transformer (jaxsora/models/dit.py).
+    dit = config.dit = ml_collections.ConfigDict()
+    dit.width = 64
+    dit.depth = 2
+    dit.num_heads = 4
+    dit.head_dim = 16
+    dit.mlp_dim = 256
+    dit.mlp = "gelu"  # gelu | swiglu
+    dit.qk_norm = True
+    dit.rope_theta = 10_000.0
+    dit.freq_dim = 64
+    dit.dtype = "bfloat16"
+    dit.scan = True
+    dit.remat = "none"  # none | full | dots | dots_no_batch | save_attention
+    dit.attention = "auto"  # auto | xla | cudnn | splash
+
+    # Rectified flow (jaxsora/diffusion.py).
+    df = config.diffusion = ml_collections.ConfigDict()
+    df.logit_mean = 0.0
+    df.logit_std = 1.0
+    df.shift_base = 1.0
+    df.shift_max = 3.0
+    df.shift_base_tokens = 256
+    df.shift_max_tokens = 4096
+    # Given-frame conditioning rates: first frame, last frame, first k, last k, random frames (rest: none).
+    df.cond_rates = (0.1, 0.05, 0.05, 0.05, 0.05)
+    df.random_frame_rate = 0.3
+    df.max_latent_frames = 64
+    df.caption_dropout = 0.1  # classifier-free guidance: captions replaced by the empty one
+    df.sample_steps = 30  # Euler steps for the samples written during training
+    df.guidance = 4.0
+
+    # Training the DiT (`jaxsora train`) on a latent dataset from `jaxsora encode`.
+    tr = config.train = ml_collections.ConfigDict()
+    tr.latents = ""  # the latent dataset folder
+    tr.vae = ""  # the VAE workdir (decodes sample videos); default: the one recorded in the latents' meta.json
+    tr.steps = 200
+    tr.time_limit_s = 0.0  # stop (with a checkpoint) after this many seconds, compiles included; 0 = none
+    tr.log_every = 10
+    tr.ckpt_every = 100
+    tr.keep = 3
+    tr.sample_every = 0  # write sample videos from sample_prompts every this many steps; 0 = never
+    tr.sample_prompts = (
+        "a red circle moving to the right on a solid blue background",
+        "a yellow square moving up on a solid gray background",
+    )
+    tr.sample_size = "64x64"  # WxH pixels of the samples
+    tr.sample_frames = 17
+    tr.ema_decay = 0.999
+    tr.optim = ml_collections.ConfigDict(
+        dict(lr=3e-4, warmup_steps=20, final_lr_fraction=0.1, b1=0.9, b2=0.99, weight_decay=0.0, grad_clip=1.0)
+    )
+
     tc = config.vae_train = ml_collections.ConfigDict()
     tc.steps = 200
     tc.time_limit_s = (

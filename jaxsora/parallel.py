@@ -42,6 +42,11 @@ LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("conv_w", None),
     ("norm", None),
     ("layers", None),
+    ("embed_in", None),  # the input side of small square (width x width) matrices: the output side is "embed"
+    ("qkv", None),  # the q/k/v (or k/v) index of fused projections
+    ("modulation", None),  # adaLN's shift/scale/gate index
+    ("patch", None),  # values of a spacetime patch token
+    ("freq", None),  # sinusoidal timestep features
 )
 
 

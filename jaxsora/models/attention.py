@@ -1,0 +1,185 @@
+"""The one attention function every model calls; it picks the kernel for the backend.
+
+``attention(q, k, v, q_segment_ids=..., kv_segment_ids=...)`` with ``q [B, S, H, Dh]`` and ``k, v [B, T, H, Dh]``.
+Segment ids say who may attend whom: query ``i`` attends key ``j`` iff ``q_segment_ids[i] == kv_segment_ids[j]``
+and both are > 0 (0 = padding). That one rule covers NaViT packing (self-attention stays inside each clip) and
+per-clip text conditioning (a clip's video tokens attend only its own caption's tokens, whose row carries the
+clip's segment id). Queries with no key to attend (padding) return zeros.
+
+Kernels (``implementation``):
+
+- ``"cudnn"``: cuDNN flash attention (``jax.nn.dot_product_attention(implementation="cudnn")``). Without
+  segment ids it is the plain kernel; with them, cuDNN's packed-sequence mode (per-segment lengths and
+  offsets, Hopper or newer), so masking costs no ``[S, T]`` mask in memory and fully masked blocks no work.
+  Segments must be contiguous runs numbered 1..M (what :mod:`jaxsora.data.packing` makes; text rows are
+  contiguous too). Needs bf16/fp16 inputs and a head dim that is a multiple of 8, <= 256.
+- ``"splash"``: the Pallas Splash-attention kernel on TPU, with segment ids, mapped over the batch and
+  (tensor-sharded) heads with ``shard_map``.
+- ``"xla"``: plain einsum-softmax-einsum with an explicit mask, fp32 logits; runs anywhere (CPU tests).
+- ``"auto"`` (default): cudnn on GPU when the dtype and head size allow it, splash on TPU, else xla.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+IMPLEMENTATIONS = ("auto", "xla", "cudnn", "splash")
+_NEG = -1e30
+
+
+def choose_implementation(implementation: str, dtype, head_dim: int) -> str:
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"attention implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    if implementation != "auto":
+        return implementation
+    backend = jax.default_backend()
+    if backend == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) and head_dim % 8 == 0:
+        return "cudnn" if head_dim <= 256 else "xla"
+    if backend == "tpu" and head_dim % 128 == 0:
+        return "splash"
+    return "xla"
+
+
+def segment_mask(q_segment_ids, kv_segment_ids):
+    """bool ``[B, S, T]``: the attention pattern segment ids describe."""
+    return (q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]) & (q_segment_ids[:, :, None] > 0)
+
+
+def attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    q_segment_ids: jax.Array | None = None,
+    kv_segment_ids: jax.Array | None = None,
+    max_segments: int | None = None,
+    implementation: str = "auto",
+) -> jax.Array:
+    """Scaled dot-product attention ``[B, S, H, Dh]``; see the module docstring for the segment rule.
+
+    ``max_segments`` bounds the segment ids (the packer's ``max_clips_per_pack``); the cuDNN packed kernel
+    needs it, the others ignore it (default: the query length)."""
+    if (q_segment_ids is None) != (kv_segment_ids is None):
+        raise ValueError("give both q_segment_ids and kv_segment_ids, or neither")
+    if q.ndim != 4 or k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
+        raise ValueError(f"need q [B,S,H,D] and k, v [B,T,H,D]; got {q.shape}, {k.shape}, {v.shape}")
+    impl = choose_implementation(implementation, q.dtype, q.shape[-1])
+    if impl == "cudnn":
+        out = _cudnn(q, k, v, q_segment_ids, kv_segment_ids, max_segments or q.shape[1])
+    elif impl == "splash":
+        out = _splash(q, k, v, q_segment_ids, kv_segment_ids)
+    else:
+        return _xla(q, k, v, q_segment_ids, kv_segment_ids)
+    if q_segment_ids is not None:  # rows with nothing to attend: zeros, as the xla path gives
+        has_key = jnp.any(segment_mask(q_segment_ids, kv_segment_ids), axis=-1)
+        out = jnp.where(has_key[:, :, None, None], out, 0).astype(out.dtype)
+    return out
+
+
+def _xla(q, k, v, q_seg, kv_seg):
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    logits = jnp.einsum("bshd,bthd->bhst", q, k, preferred_element_type=jnp.float32) * scale
+    if q_seg is None:
+        weights = jax.nn.softmax(logits, axis=-1)
+    else:
+        mask = segment_mask(q_seg, kv_seg)[:, None]
+        weights = jax.nn.softmax(jnp.where(mask, logits, _NEG), axis=-1)
+        weights = jnp.where(mask, weights, 0.0)
+    return jnp.einsum(
+        "bhst,bthd->bshd", weights.astype(v.dtype), v, preferred_element_type=jnp.float32
+    ).astype(q.dtype)
+
+
+def packed_lengths(segment_ids: jax.Array, max_segments: int) -> tuple[jax.Array, jax.Array]:
+    """Segment ids ``[B, S]`` (contiguous runs 1..M, 0 = padding) -> cuDNN's per-segment lengths ``[B, M]``
+    and start offsets ``[B, M + 1]``, -1 for absent segments."""
+    ids = jnp.arange(1, max_segments + 1, dtype=segment_ids.dtype)
+    hit = segment_ids[:, None, :] == ids[None, :, None]  # [B, M, S]
+    lengths = jnp.sum(hit, axis=-1, dtype=jnp.int32)
+    starts = jnp.argmax(hit, axis=-1).astype(jnp.int32)
+    present = lengths > 0
+    lengths = jnp.where(present, lengths, -1)
+    offsets = jnp.where(present, starts, -1)
+    offsets = jnp.concatenate([offsets, jnp.full((offsets.shape[0], 1), -1, jnp.int32)], axis=1)
+    return lengths, offsets
+
+
+def _cudnn(q, k, v, q_seg, kv_seg, max_segments):
+    if q_seg is None:
+        return jax.nn.dot_product_attention(q, k, v, implementation="cudnn")
+    from jax._src.cudnn.fused_attention_stablehlo import MaskType
+    from jax._src.cudnn.fused_attention_stablehlo import dot_product_attention as cudnn_attention
+
+    q_len, q_off = packed_lengths(q_seg, max_segments)
+    kv_len, kv_off = packed_lengths(kv_seg, max_segments)
+    return cudnn_attention(
+        q,
+        k,
+        v,
+        q_seqlen=q_len,
+        kv_seqlen=kv_len,
+        q_offsets=q_off,
+        kv_offsets=kv_off,
+        scale=1.0 / math.sqrt(q.shape[-1]),
+        mask_type=MaskType.PADDING,
+    )
+
+
+@functools.cache
+def _splash_kernel(s: int, t: int, heads: int, interpret: bool):
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
+
+    def block(n):
+        return max(b for b in (512, 256, 128, n) if n % b == 0 and b <= n)
+
+    sizes = sk.BlockSizes(
+        block_q=block(s),
+        block_kv=block(t),
+        block_kv_compute=block(t),
+        block_q_dkv=block(s),
+        block_kv_dkv=block(t),
+        block_kv_dkv_compute=block(t),
+        block_q_dq=block(s),
+        block_kv_dq=block(t),
+    )
+    mask = sm.MultiHeadMask([sm.FullMask((s, t)) for _ in range(heads)])
+    return sk.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
+
+
+def _splash(q, k, v, q_seg, kv_seg, interpret: bool = False):
+    """Splash attention per device: batch over (data, fsdp), heads over tensor, via shard_map."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+    from jax.sharding import PartitionSpec as P
+
+    b, s, h, d = q.shape
+    t = k.shape[1]
+    if q_seg is None:
+        q_seg, kv_seg = jnp.ones((b, s), jnp.int32), jnp.ones((b, t), jnp.int32)
+    scale = 1.0 / math.sqrt(d)
+
+    def local(q, k, v, qs, ks):
+        kernel = _splash_kernel(q.shape[1], k.shape[1], q.shape[2], interpret)
+        # Splash wants [H, S, D]; padding rows attend padding keys (segment 0 == 0), zeroed by the caller.
+        one = lambda q, k, v, qs, ks: kernel(  # noqa: E731
+            (q * scale).swapaxes(0, 1), k.swapaxes(0, 1), v.swapaxes(0, 1), sk.SegmentIds(q=qs, kv=ks)
+        ).swapaxes(0, 1)
+        return jax.vmap(one)(q, k, v, qs, ks)
+
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return local(q, k, v, q_seg.astype(jnp.int32), kv_seg.astype(jnp.int32))
+    batch = tuple(a for a in ("data", "fsdp") if a in mesh.axis_names and b % mesh.shape[a] == 0)
+    heads = "tensor" if "tensor" in mesh.axis_names and h % mesh.shape["tensor"] == 0 else None
+    qkv_spec = P(batch or None, None, heads, None)
+    seg_spec = P(batch or None, None)
+    return jax.shard_map(
+        local,
+        in_specs=(qkv_spec, qkv_spec, qkv_spec, seg_spec, seg_spec),
+        out_specs=qkv_spec,
+        check_vma=False,
+    )(q, k, v, q_seg.astype(jnp.int32), kv_seg.astype(jnp.int32))

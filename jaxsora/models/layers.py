@@ -1,0 +1,247 @@
+"""Transformer building blocks shared by the diffusion transformer and the byte-level text encoder.
+
+Every parameter carries logical axis names (mapped to mesh axes by :data:`jaxsora.parallel.LOGICAL_RULES`);
+parameters are float32, matmuls run in the module's ``dtype`` (bf16 by default) with float32 accumulation
+where it matters (norms, softmax, modulation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
+
+from jaxsora.models import rope as rope_lib
+from jaxsora.models.attention import attention
+
+Dtype = Any
+
+
+class Dense(nn.Module):
+    """A linear layer over the last ``len(in_axes)`` input dims to ``features`` (any number of output dims),
+    its kernel ``[*in_dims, *features]`` and bias created at full shape with logical names ``axes``."""
+
+    features: tuple[int, ...]
+    axes: tuple[str | None, ...]
+    num_in: int = 1
+    dtype: Dtype = jnp.bfloat16
+    zero_init: bool = False
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        n_in, n_out = self.num_in, len(self.features)
+        if len(self.axes) != n_in + n_out:
+            raise ValueError(f"{self.name}: {len(self.axes)} axis names for a {n_in}+{n_out}-dim kernel")
+        in_dims = tuple(x.shape[-n_in:])
+        init = (
+            nn.initializers.zeros_init()
+            if self.zero_init
+            else nn.initializers.xavier_uniform(
+                in_axis=tuple(range(n_in)), out_axis=tuple(range(n_in, n_in + n_out))
+            )
+        )
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(init, self.axes),
+            in_dims + tuple(self.features),
+            jnp.float32,
+        )
+        y = jax.lax.dot_general(
+            x.astype(self.dtype),
+            kernel.astype(self.dtype),
+            ((tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in))), ((), ())),
+        )
+        if self.use_bias:
+            bias = self.param(
+                "bias",
+                nn.with_logical_partitioning(nn.initializers.zeros_init(), self.axes[n_in:]),
+                tuple(self.features),
+                jnp.float32,
+            )
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+def dense(
+    features: int | Sequence[int],
+    axes: tuple[str | None, ...],
+    *,
+    dtype: Dtype,
+    name: str,
+    in_axes: int | tuple[int, ...] = -1,
+    zero_init: bool = False,
+    use_bias: bool = True,
+) -> Dense:
+    """A :class:`Dense` over the last input dim (``in_axes=-1``) or the last few (``(-2, -1)``)."""
+    feats = (features,) if isinstance(features, int) else tuple(features)
+    num_in = 1 if isinstance(in_axes, int) else len(in_axes)
+    return Dense(feats, tuple(axes), num_in, dtype, zero_init, use_bias, name=name)
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation over the last axis with a learned scale (float32 statistics)."""
+
+    axis_name: str = "norm"
+    eps: float = 1e-6
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        scale = self.param(
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones_init(), (self.axis_name,)),
+            (x.shape[-1],),
+        )
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+        return (y * scale).astype(self.dtype)
+
+
+def layer_norm(x, eps: float = 1e-6):
+    """LayerNorm without parameters (the DiT's adaLN supplies scale and shift), float32."""
+    x = x.astype(jnp.float32)
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+class MLP(nn.Module):
+    """GELU (tanh) or SwiGLU feed-forward, ``[B, S, D] -> [B, S, D]``."""
+
+    hidden: int
+    kind: str = "gelu"  # gelu | swiglu
+    dtype: Dtype = jnp.bfloat16
+    zero_init_out: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        d = x.shape[-1]
+        x = x.astype(self.dtype)
+        if self.kind == "swiglu":
+            h = dense((2, self.hidden), ("embed", None, "mlp"), dtype=self.dtype, name="wi")(x)
+            h = nn.with_logical_constraint(h, ("batch", "length", None, "act_mlp"))
+            h = jax.nn.silu(h[..., 0, :]) * h[..., 1, :]
+        elif self.kind == "gelu":
+            h = dense(self.hidden, ("embed", "mlp"), dtype=self.dtype, name="wi")(x)
+            h = nn.with_logical_constraint(h, ("batch", "length", "act_mlp"))
+            h = jax.nn.gelu(h, approximate=True)
+        else:
+            raise ValueError(f"mlp must be 'gelu' or 'swiglu', got {self.kind!r}")
+        return dense(d, ("mlp", "embed"), dtype=self.dtype, name="wo", zero_init=self.zero_init_out)(h)
+
+
+class SelfAttention(nn.Module):
+    """Fused-QKV multi-head self-attention with optional QK-norm and rotary positions, segment-masked."""
+
+    num_heads: int
+    head_dim: int
+    qk_norm: bool = True
+    dtype: Dtype = jnp.bfloat16
+    implementation: str = "auto"
+    max_segments: int | None = None
+
+    @nn.compact
+    def __call__(self, x, rope: rope_lib.Rotary | None, segment_ids):
+        d = x.shape[-1]
+        qkv = dense(
+            (3, self.num_heads, self.head_dim), ("embed", "qkv", "heads", "kv"), dtype=self.dtype, name="qkv"
+        )(x.astype(self.dtype))
+        qkv = nn.with_logical_constraint(qkv, ("batch", "length", None, "act_heads", None))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if self.qk_norm:
+            q = RMSNorm("kv", dtype=self.dtype, name="q_norm")(q)
+            k = RMSNorm("kv", dtype=self.dtype, name="k_norm")(k)
+        if rope is not None:
+            q, k = rope.apply(q), rope.apply(k)
+        out = attention(
+            q,
+            k,
+            v,
+            q_segment_ids=segment_ids,
+            kv_segment_ids=segment_ids,
+            max_segments=self.max_segments,
+            implementation=self.implementation,
+        )
+        out = checkpoint_name(out, "attention_out")
+        out = nn.with_logical_constraint(out, ("batch", "length", "act_heads", None))
+        return dense(d, ("heads", "kv", "embed"), dtype=self.dtype, name="out", in_axes=(-2, -1))(out)
+
+
+class CrossAttention(nn.Module):
+    """Video tokens attend text states; a token sees only the text rows of its own segment."""
+
+    num_heads: int
+    head_dim: int
+    qk_norm: bool = True
+    dtype: Dtype = jnp.bfloat16
+    implementation: str = "auto"
+    max_segments: int | None = None
+    zero_init_out: bool = True
+
+    @nn.compact
+    def __call__(self, x, text, segment_ids, text_segment_ids):
+        d = x.shape[-1]
+        q = dense((self.num_heads, self.head_dim), ("embed", "heads", "kv"), dtype=self.dtype, name="q")(
+            x.astype(self.dtype)
+        )
+        kv = dense(
+            (2, self.num_heads, self.head_dim), ("embed", "qkv", "heads", "kv"), dtype=self.dtype, name="kv"
+        )(text.astype(self.dtype))
+        q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", None))
+        kv = nn.with_logical_constraint(kv, ("batch", "length", None, "act_heads", None))
+        k, v = kv[:, :, 0], kv[:, :, 1]
+        if self.qk_norm:
+            q = RMSNorm("kv", dtype=self.dtype, name="q_norm")(q)
+            k = RMSNorm("kv", dtype=self.dtype, name="k_norm")(k)
+        out = attention(
+            q,
+            k,
+            v,
+            q_segment_ids=segment_ids,
+            kv_segment_ids=text_segment_ids,
+            max_segments=self.max_segments,
+            implementation=self.implementation,
+        )
+        out = nn.with_logical_constraint(out, ("batch", "length", "act_heads", None))
+        return dense(
+            d,
+            ("heads", "kv", "embed"),
+            dtype=self.dtype,
+            name="out",
+            in_axes=(-2, -1),
+            zero_init=self.zero_init_out,
+        )(out)
+
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "save_attention": jax.checkpoint_policies.save_only_these_names("attention_out"),
+}
+
+
+def repeat(block: type[nn.Module], *, depth: int, scan: bool, remat: str, num_broadcast: int):
+    """``block`` applied ``depth`` times: ``nn.scan`` over stacked params (a leading "layers" axis) or a
+    Python loop, each wrapped in ``nn.remat`` with the named policy (``REMAT_POLICIES``)."""
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"remat must be one of {sorted(REMAT_POLICIES)}, got {remat!r}")
+    if remat != "none":
+        block = nn.remat(block, policy=REMAT_POLICIES[remat], prevent_cse=not scan)
+    if not scan:
+        return block, False
+    stacked = nn.scan(
+        block,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=(nn.broadcast,) * num_broadcast,
+        length=depth,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+    )
+    return stacked, True

@@ -1,0 +1,177 @@
+"""Text conditioning: captions -> token ids -> text states the diffusion transformer cross-attends.
+
+Two encoders behind one interface (:class:`TextEncoder`):
+
+- ``byte`` (default): a small bidirectional transformer over byte-level tokens (:mod:`jaxsora.tokenizer`: no
+  vocabulary file), trained jointly with the diffusion transformer. Its params live in the train state.
+- ``t5``: a frozen T5 / UMT5 encoder (:mod:`jaxsora.models.t5`) loaded from a local Hugging Face folder
+  (``text_encoder.t5_path``); its weights are not trained and its tokenizer comes from that folder.
+
+Packed batches hold one caption row per clip (``text_tokens [B, K, L]``); :func:`pack_states` flattens the
+encoded rows to ``[B, K*L, D]`` with segment ids ``[B, K*L]`` (row j's real tokens carry segment j + 1), the form
+:class:`jaxsora.models.dit.DiT` takes.
+
+Classifier-free guidance: :func:`drop_captions` replaces a random fraction of the caption rows with the empty
+caption during training; sampling runs the model once with the prompt and once with the empty caption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsora import tokenizer
+from jaxsora.models import layers
+from jaxsora.models.rope import Rotary
+
+
+@dataclasses.dataclass(frozen=True)
+class ByteTextConfig:
+    width: int = 256
+    depth: int = 2
+    num_heads: int = 4
+    head_dim: int = 64
+    mlp_dim: int = 1024
+    dtype: str = "bfloat16"
+    attention: str = "auto"
+
+
+class _EncoderLayer(nn.Module):
+    cfg: ByteTextConfig
+
+    @nn.compact
+    def __call__(self, x, rope, segment_ids):
+        cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
+        h = layers.RMSNorm("embed", dtype=dtype, name="attn_norm")(x)
+        h = layers.SelfAttention(
+            cfg.num_heads, cfg.head_dim, True, dtype, cfg.attention, 1, name="self_attention"
+        )(h, rope, segment_ids)
+        x = x + h.astype(jnp.float32)
+        h = layers.RMSNorm("embed", dtype=dtype, name="mlp_norm")(x)
+        x = x + layers.MLP(cfg.mlp_dim, "gelu", dtype, name="mlp")(h).astype(jnp.float32)
+        return nn.with_logical_constraint(x, ("batch", "length", "act_embed")), None
+
+
+class ByteTextEncoder(nn.Module):
+    """Byte tokens ``[N, L]`` + mask -> states ``[N, L, width]`` (float32); padding positions are zero."""
+
+    cfg: ByteTextConfig
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, mask: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        embed = self.param(
+            "embedding",
+            nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
+            (tokenizer.VOCAB_SIZE, cfg.width),
+        )
+        x = jnp.take(embed, tokens, axis=0)
+        x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+        positions = jnp.broadcast_to(jnp.arange(tokens.shape[1])[None, :, None], (*tokens.shape, 1))
+        rope = Rotary.from_positions(positions, cfg.head_dim)
+        segment_ids = mask.astype(jnp.int32)
+        block, _ = layers.repeat(_EncoderLayer, depth=cfg.depth, scan=True, remat="none", num_broadcast=2)
+        x, _ = block(cfg, name="layers")(x, rope, segment_ids)
+        x = layers.RMSNorm("embed", dtype=jnp.float32, name="final_norm")(x)
+        return jnp.where(mask[..., None], x, 0.0)
+
+
+class TextEncoder:
+    """What the trainer and sampler need from a text encoder, whichever it is.
+
+    ``tokenize(captions) -> (ids [N, L], mask [N, L])``, ``empty`` (the empty caption's row, for guidance),
+    ``init(rng) -> params``, ``apply(params, ids, mask) -> [N, L, D]``; ``trainable`` False means the
+    optimiser leaves the params as they are (a pretrained T5).
+    """
+
+    kind: str
+    width: int
+    max_len: int
+    trainable: bool
+
+    def tokenize(self, captions) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def empty(self) -> tuple[np.ndarray, np.ndarray]:
+        ids, mask = self.tokenize([""])
+        return ids[0], mask[0]
+
+
+class ByteText(TextEncoder):
+    kind, trainable = "byte", True
+
+    def __init__(self, cfg: ByteTextConfig, max_len: int):
+        self.cfg, self.width, self.max_len = cfg, cfg.width, max_len
+        self.module = ByteTextEncoder(cfg)
+
+    def tokenize(self, captions):
+        rows = [tokenizer.encode(c, self.max_len) for c in captions]
+        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
+    def init(self, rng):
+        ids = jnp.zeros((1, self.max_len), jnp.int32)
+        return self.module.init(rng, ids, ids > 0)["params"]
+
+    def apply(self, params, ids, mask):
+        return self.module.apply({"params": params}, ids, mask)
+
+
+class T5Text(TextEncoder):
+    """A frozen T5/UMT5 encoder from a local Hugging Face folder (weights are never downloaded)."""
+
+    kind, trainable = "t5", False
+
+    def __init__(self, path: str, max_len: int, dtype: str = "bfloat16"):
+        from jaxsora.models import t5
+
+        self.module, self.params = t5.load_hf_t5(path, dtype=jnp.dtype(dtype))
+        self.width = self.module.cfg.d_model
+        self.max_len = max_len
+        self._tokenizer = t5.load_hf_tokenizer(path)
+
+    def tokenize(self, captions):
+        from jaxsora.models import t5
+
+        return t5.tokenize(self._tokenizer, list(captions), self.max_len)
+
+    def init(self, rng):
+        return jax.tree.map(jnp.asarray, self.params)  # carried in the train state, never updated
+
+    def apply(self, params, ids, mask):
+        states = self.module.apply({"params": params}, ids, mask)
+        return jax.lax.stop_gradient(jnp.where(mask[..., None], states, 0.0))
+
+
+def make_text_encoder(config) -> TextEncoder:
+    """The text encoder ``config.text_encoder`` describes (``kind``: byte | t5)."""
+    section = config.text_encoder
+    if section.kind == "byte":
+        fields = {f.name for f in dataclasses.fields(ByteTextConfig)}
+        return ByteText(
+            ByteTextConfig(**{k: v for k, v in section.items() if k in fields}), config.text.max_len
+        )
+    if section.kind == "t5":
+        if not section.t5_path:
+            raise ValueError("text_encoder.kind=t5 needs --config.text_encoder.t5_path=<local HF T5 folder>")
+        return T5Text(section.t5_path, config.text.max_len, section.dtype)
+    raise ValueError(f"text_encoder.kind must be 'byte' or 't5', got {section.kind!r}")
+
+
+def pack_states(states: jax.Array, text_mask: jax.Array, text_segment_ids: jax.Array):
+    """Encoded caption rows ``[B, K, L, D]`` -> (``[B, K*L, D]``, segment ids ``[B, K*L]``)."""
+    b, k, length, d = states.shape
+    seg = (text_segment_ids[:, :, None] * text_mask).astype(jnp.int32)
+    return states.reshape(b, k * length, d), seg.reshape(b, k * length)
+
+
+def drop_captions(rng, ids: jax.Array, mask: jax.Array, empty: tuple[Any, Any], rate: float):
+    """Each caption row (``[..., L]``) replaced by the empty caption with probability ``rate``."""
+    if rate <= 0:
+        return ids, mask
+    drop = jax.random.bernoulli(rng, rate, ids.shape[:-1])[..., None]
+    return jnp.where(drop, jnp.asarray(empty[0]), ids), jnp.where(drop, jnp.asarray(empty[1]), mask)

@@ -1,0 +1,329 @@
+"""Training the diffusion transformer on a latent dataset: ``jaxsora train --config ... --workdir runs/dit``.
+
+Packed batches (:mod:`jaxsora.data.packing`) of VAE latents from ``jaxsora encode`` are normalised per latent
+channel (statistics from the dataset's meta.json), noised along the rectified-flow path with per-clip times
+and given-frame conditioning (:mod:`jaxsora.diffusion`), and the DiT (plus the jointly trained byte-level text
+encoder) learns the velocity. One jit-compiled train step with explicit in/out shardings over the mesh
+(data, fsdp, tensor, sequence) from the config; AdamW with warm-up + cosine, clipping, EMA; Orbax async
+checkpoints with the data iterator; SIGTERM saves and stops; TensorBoard scalars and periodic sample videos.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import pathlib
+import time
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxsora import diffusion, parallel
+from jaxsora.data.latents import LatentDataset
+from jaxsora.data.packing import packed_dataset
+from jaxsora.models.dit import DiT, DiTConfig
+from jaxsora.models.text import drop_captions, make_text_encoder, pack_states
+from jaxsora.train import metrics as metrics_lib
+from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
+from jaxsora.train.loop import PreemptionGuard, Progress
+from jaxsora.train.optim import ema_update, make_optimizer, schedule
+
+log = logging.getLogger(__name__)
+
+# The fields of a packed batch the train step reads (the rest stay on the host).
+BATCH_KEYS = ("tokens", "segment_ids", "positions", "text_tokens", "text_mask", "text_segment_ids", "grid")
+
+
+@flax.struct.dataclass
+class DiTTrainState:
+    step: jax.Array
+    params: Any  # {"dit": ..., "text": ...}
+    opt_state: Any
+    ema_params: Any
+
+
+def read_latent_meta(folder: str | pathlib.Path) -> dict:
+    path = pathlib.Path(folder) / "meta.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: --config.train.latents must name a latent dataset made by `jaxsora encode`"
+        )
+    return json.loads(path.read_text())
+
+
+class DiTParts:
+    """The text encoder, DiT, flow settings and optimiser a config + latent meta describe."""
+
+    def __init__(self, config: ml_collections.ConfigDict, meta: dict):
+        self.config = config
+        self.meta = meta
+        self.channels = int(meta["latent_channels"])
+        self.patch = tuple(int(p) for p in config.patch)
+        patch_voxels = int(np.prod(self.patch))
+        self.text = make_text_encoder(config)
+        self.cfg = DiTConfig.from_config(
+            config.dit,
+            patch_dim=patch_voxels * self.channels,
+            text_dim=self.text.width,
+            max_segments=config.packing.max_clips_per_pack,
+        )
+        self.model = DiT(self.cfg)
+        self.flow = diffusion.FlowConfig.from_config(config.diffusion)
+        self.tx = make_optimizer(config.train.optim, config.train.steps)
+        if not self.text.trainable:  # a pretrained encoder stays frozen (no optimiser state either)
+            self.tx = optax.multi_transform(
+                {"train": self.tx, "frozen": optax.set_to_zero()},
+                lambda params: {
+                    "dit": jax.tree.map(lambda _: "train", params["dit"]),
+                    "text": jax.tree.map(lambda _: "frozen", params["text"]),
+                },
+            )
+        self.latent_mean = np.asarray(meta.get("latent_mean", np.zeros(self.channels)), np.float32)
+        self.latent_std = np.asarray(meta.get("latent_std", np.ones(self.channels)), np.float32)
+        self.empty = self.text.empty()
+
+    # -- latents <-> model tokens -------------------------------------------------------------------------
+    def normalize(self, tokens):
+        shape = tokens.shape
+        x = tokens.reshape(*shape[:-1], -1, self.channels)
+        return ((x - self.latent_mean) / self.latent_std).reshape(shape)
+
+    def denormalize(self, tokens):
+        shape = tokens.shape
+        x = tokens.reshape(*shape[:-1], -1, self.channels)
+        return (x * self.latent_std + self.latent_mean).reshape(shape)
+
+    # -- params -------------------------------------------------------------------------------------------
+    def init_params(self, rng):
+        k_text, k_dit = jax.random.split(rng)
+        text_params = self.text.init(k_text)
+        states = jnp.zeros((1, 2, self.text.width), jnp.float32)
+        tokens = jnp.zeros((1, 4, self.cfg.patch_dim), jnp.float32)
+        dit_params = self.model.init(k_dit, tokens, jnp.zeros((1,)), jnp.zeros((1, 4, 3), jnp.int32), states)[
+            "params"
+        ]
+        return {"dit": dit_params, "text": text_params}
+
+    def init(self, rng) -> DiTTrainState:
+        params = self.init_params(rng)
+        return DiTTrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.tx.init(params),
+            ema_params=jax.tree.map(lambda p: p, params),
+        )
+
+    # -- forward ------------------------------------------------------------------------------------------
+    def text_states(self, text_params, ids, mask, text_segment_ids):
+        """Caption rows ``[B, K, L]`` -> packed text states ``[B, K*L, D]`` and their segment ids."""
+        b, k, length = ids.shape
+        states = self.text.apply(text_params, ids.reshape(b * k, length), mask.reshape(b * k, length))
+        return pack_states(states.reshape(b, k, length, -1), mask, text_segment_ids)
+
+    def velocity(self, params, x_t, t, batch, text_ids, text_mask):
+        text, text_seg = self.text_states(params["text"], text_ids, text_mask, batch["text_segment_ids"])
+        return self.model.apply(
+            {"params": params["dit"]},
+            x_t,
+            t,
+            batch["positions"],
+            text,
+            segment_ids=batch["segment_ids"],
+            text_segment_ids=text_seg,
+        )
+
+    def loss(self, params, batch, rng):
+        k_drop, k_flow = jax.random.split(rng)
+        ids, mask = drop_captions(
+            k_drop,
+            batch["text_tokens"],
+            batch["text_mask"],
+            self.empty,
+            self.config.diffusion.caption_dropout,
+        )
+        x0 = self.normalize(batch["tokens"].astype(jnp.float32))
+        inputs = diffusion.training_inputs(
+            k_flow, x0, batch["segment_ids"], batch["positions"], batch["grid"], self.flow
+        )
+        v = self.velocity(params, inputs.x_t, inputs.t, batch, ids, mask)
+        loss = diffusion.masked_mse(v, inputs.target, inputs.loss_mask)
+        return loss, {"loss": loss, "loss_tokens": jnp.sum(inputs.loss_mask)}
+
+
+def train_step(state: DiTTrainState, batch, rng, *, parts: DiTParts, ema_decay: float):
+    (_, aux), grads = jax.value_and_grad(parts.loss, has_aux=True)(state.params, batch, rng)
+    updates, opt_state = parts.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    aux["grad_norm"] = optax.tree.norm(grads)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=params,
+        opt_state=opt_state,
+        ema_params=ema_update(state.ema_params, params, ema_decay),
+    )
+    return new_state, aux
+
+
+def loss_and_grads(params, batch, rng, *, parts: DiTParts):
+    """(loss, grads) of one batch: what the mesh-equivalence test compares."""
+    (loss, _), grads = jax.value_and_grad(parts.loss, has_aux=True)(params, batch, rng)
+    return loss, grads
+
+
+class DiTTrainer:
+    """Builds mesh, sharded state, data and the jitted step from a config; ``run()`` trains."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+        self.config = config
+        self.tc = config.train
+        self.workdir = pathlib.Path(workdir)
+        if not self.tc.latents:
+            raise ValueError("set --config.train.latents=<latent dataset folder from `jaxsora encode`>")
+        self.meta = read_latent_meta(self.tc.latents)
+        self.mesh = parallel.make_mesh(config.mesh.to_dict())
+        dp = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        if config.packing.batch_size % dp:
+            raise ValueError(
+                f"packing.batch_size={config.packing.batch_size} must be a multiple of the {dp} data-parallel "
+                f"devices (data x fsdp)"
+            )
+        if config.packing.seq_len % self.mesh.shape["sequence"]:
+            raise ValueError(
+                f"packing.seq_len={config.packing.seq_len} must divide over mesh.sequence={self.mesh.shape['sequence']}"
+            )
+        self.parts = DiTParts(config, self.meta)
+        self.lr = schedule(self.tc.optim, self.tc.steps)
+        self._step = None
+
+    def init_state(self) -> DiTTrainState:
+        abstract = jax.eval_shape(self.parts.init, jax.random.key(0))
+        self.shardings = parallel.state_shardings(self.mesh, abstract)
+        with parallel.mesh_context(self.mesh):
+            init = jax.jit(lambda r: nn.meta.unbox(self.parts.init(r)), out_shardings=self.shardings)
+            return init(jax.random.key(self.config.seed))
+
+    def batch_shardings(self) -> dict:
+        ndims = {"tokens": 3, "positions": 3, "text_tokens": 3, "text_mask": 3, "grid": 3}
+        return {k: parallel.batch_sharding(self.mesh, ndims.get(k, 2)) for k in BATCH_KEYS}
+
+    def step_fn(self):
+        if self._step is None:
+            fn = functools.partial(train_step, parts=self.parts, ema_decay=self.tc.ema_decay)
+            self._step = jax.jit(
+                fn,
+                in_shardings=(self.shardings, self.batch_shardings(), None),
+                out_shardings=(self.shardings, None),
+                donate_argnums=0,
+            )
+        return self._step
+
+    def put(self, batch: dict) -> dict:
+        return {k: parallel.put_batch(self.mesh, np.asarray(batch[k])) for k in BATCH_KEYS}
+
+    def data(self):
+        return iter(packed_dataset(LatentDataset(self.tc.latents), self.config))
+
+    def run(self, *, progress: bool = True) -> dict[str, float]:
+        tc, config = self.tc, self.config
+        save_config(self.workdir, config)
+        data_iter = self.data()
+        state = self.init_state()
+        ckpt = Checkpointer(self.workdir / "checkpoints", save_every=tc.ckpt_every, keep=tc.keep)
+        if ckpt.latest_step() is not None:
+            state = ckpt.restore(abstract_with_shardings(state), data_iter)
+            log.info("resumed from step %d", int(state.step))
+        step = int(state.step)
+        writer = metrics_lib.MetricWriter(self.workdir, enabled=jax.process_index() == 0)
+        bar = Progress(tc.steps, step, "train") if progress else None
+        rng = jax.random.key(config.seed + 1)
+        last: dict[str, float] = {}
+        self.losses: list[float] = []
+        aux = None
+        t_start = time.perf_counter()
+        with PreemptionGuard() as guard, parallel.mesh_context(self.mesh):
+            while step < tc.steps:
+                host = next(data_iter)
+                state, aux = self.step_fn()(state, self.put(host), jax.random.fold_in(rng, step))
+                step += 1
+                clips = int(np.count_nonzero(np.asarray(host["text_segment_ids"])))
+                if bar:
+                    bar.update(clips, int(np.count_nonzero(np.asarray(host["segment_ids"]))))
+                if step % tc.log_every == 0 or step == tc.steps:
+                    last = {k: float(v) for k, v in jax.device_get(aux).items()}
+                    last["lr"] = float(self.lr(step))
+                    if bar:
+                        rates = bar.rates()
+                        last["clips_per_s"], last["tokens_per_s"] = (
+                            rates["clips_per_s"],
+                            rates["frames_per_s"],
+                        )
+                        bar.bar.set_postfix({"loss": f"{last['loss']:.4g}"}, refresh=False)
+                    writer.scalars(step, last)
+                if tc.sample_every and step % tc.sample_every == 0:
+                    self.write_samples(state, writer, step)
+                ckpt.save(step, state, data_iter, force=step == tc.steps)
+                if guard.requested or ckpt.reached_preemption(step):
+                    log.warning("preemption requested: saving step %d and stopping", step)
+                    ckpt.save(step, state, data_iter, force=True)
+                    break
+                if tc.time_limit_s and time.perf_counter() - t_start > tc.time_limit_s:
+                    log.warning(
+                        "time limit of %.0f s reached: saving step %d and stopping", tc.time_limit_s, step
+                    )
+                    ckpt.save(step, state, data_iter, force=True)
+                    break
+        if aux is not None and "loss" not in last:
+            last = {k: float(v) for k, v in jax.device_get(aux).items()}
+        last["train_seconds"] = time.perf_counter() - t_start
+        last["steps"] = step
+        ckpt.close()
+        data_iter.close()
+        writer.close()
+        if bar:
+            bar.close()
+        self.state = state
+        return last
+
+    def write_samples(self, state: DiTTrainState, writer: metrics_lib.MetricWriter, step: int) -> None:
+        """Sample videos of ``train.sample_prompts`` (EMA weights) as gifs + a frame strip in TensorBoard."""
+        from jaxsora.sample import Generator, parse_size
+
+        vae = self.tc.vae or self.meta.get("vae_workdir", "")
+        if not vae:
+            log.warning("no VAE workdir (train.vae) to decode samples with: skipping samples")
+            return
+        if not hasattr(self, "_generator"):
+            from jaxsora.train.vae import load_codec
+
+            codec, _ = load_codec(vae)
+            self._generator = Generator(self.parts, codec)
+        width, height = parse_size(self.tc.sample_size)
+        params = jax.device_get(state.ema_params)
+        videos = self._generator.text_to_video(
+            params,
+            list(self.tc.sample_prompts),
+            frames=self.tc.sample_frames,
+            height=height,
+            width=width,
+            seed=0,
+            steps=self.config.diffusion.sample_steps,
+            guidance=self.config.diffusion.guidance,
+        )
+        from jaxsora.data.video_io import write_video
+
+        for i, video in enumerate(videos):
+            frames = metrics_lib.to_uint8(video)
+            path = self.workdir / "samples" / f"sample{i}_{step:07d}.gif"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                write_video(path, frames, fps=8.0)
+            except ImportError as e:  # PyAV missing: the strip below still goes out
+                log.warning("cannot write %s: %s", path, e)
+            writer.image(step, f"sample{i}", metrics_lib.comparison_strip(video, video)[: video.shape[1]])

@@ -1,0 +1,182 @@
+"""The diffusion transformer: packed clips are isolated, RoPE is position-relative, variants agree."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsora import patching
+from jaxsora.models.dit import DiT, DiTConfig
+from jaxsora.models.rope import Rotary, axis_pairs
+
+CFG = DiTConfig(
+    patch_dim=8,
+    width=32,
+    depth=2,
+    num_heads=2,
+    head_dim=16,
+    mlp_dim=64,
+    text_dim=24,
+    dtype="float32",
+    attention="xla",
+    max_segments=4,
+)
+
+
+def random_params(cfg, seed=0):
+    """Initialised params with every leaf perturbed: adaLN-Zero starts at the identity (output 0), which
+    would make any equality test trivially true."""
+    model = DiT(cfg)
+    params = nn.meta.unbox(
+        model.init(
+            jax.random.key(seed),
+            jnp.zeros((1, 4, cfg.patch_dim)),
+            jnp.zeros((1,)),
+            jnp.zeros((1, 4, 3), jnp.int32),
+            jnp.zeros((1, 2, cfg.text_dim)),
+        )["params"]
+    )
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+    params = jax.tree.unflatten(
+        tree, [x + 0.2 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    )
+    return Jitted(model), params
+
+
+class Jitted:
+    """A model whose ``apply`` is jit-compiled (once per shape: the packs below share one)."""
+
+    def __init__(self, model):
+        self.apply = jax.jit(model.apply)
+
+
+def clip(seed, grid, text_len=5):
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(grid))
+    return {
+        "tokens": rng.normal(size=(n, CFG.patch_dim)).astype(np.float32),
+        "positions": patching.grid_positions(grid),
+        "t": np.full((n,), rng.uniform()).astype(np.float32),
+        "text": rng.normal(size=(text_len, CFG.text_dim)).astype(np.float32),
+    }
+
+
+def pack(clips, seq_len=64, text_rows=4, text_len=5):
+    """Clips laid one after another in one sequence (padding after), text one row per clip."""
+    tokens = np.zeros((1, seq_len, CFG.patch_dim), np.float32)
+    positions = np.zeros((1, seq_len, 3), np.int32)
+    t = np.zeros((1, seq_len), np.float32)
+    seg = np.zeros((1, seq_len), np.int32)
+    text = np.zeros((1, text_rows * text_len, CFG.text_dim), np.float32)
+    text_seg = np.zeros((1, text_rows * text_len), np.int32)
+    start, spans = 0, []
+    for j, c in enumerate(clips):
+        n = len(c["tokens"])
+        sl = slice(start, start + n)
+        tokens[0, sl], positions[0, sl], t[0, sl], seg[0, sl] = c["tokens"], c["positions"], c["t"], j + 1
+        text[0, j * text_len : (j + 1) * text_len] = c["text"]
+        text_seg[0, j * text_len : (j + 1) * text_len] = j + 1
+        spans.append(sl)
+        start += n
+    return (tokens, t, positions, text), {"segment_ids": seg, "text_segment_ids": text_seg}, spans
+
+
+def test_a_clip_gives_the_same_output_alone_or_packed_anywhere():
+    model, params = random_params(CFG)
+    a, b, c = clip(1, (2, 3, 4)), clip(2, (1, 4, 4)), clip(3, (2, 2, 3))
+    args, kw, spans = pack([a])
+    alone = model.apply({"params": params}, *args, **kw)[0, spans[0]]
+    for order, index in (([b, a], 1), ([b, c, a], 2), ([a, c], 0)):
+        args, kw, spans = pack(order)
+        out = model.apply({"params": params}, *args, **kw)[0, spans[index]]
+        np.testing.assert_allclose(out, alone, atol=1e-5, rtol=1e-5)
+    # ...and the others do influence a clip when segment ids are ignored (the test can fail)
+    args, kw, spans = pack([b, a])
+    mixed = model.apply(
+        {"params": params},
+        *args,
+        segment_ids=np.where(kw["segment_ids"] > 0, 1, 0),
+        text_segment_ids=np.where(kw["text_segment_ids"] > 0, 1, 0),
+    )[0, spans[1]]
+    assert np.abs(mixed - alone).max() > 1e-3
+
+
+def test_text_of_other_clips_is_not_seen():
+    model, params = random_params(CFG)
+    a, b = clip(1, (2, 3, 4)), clip(2, (1, 4, 4))
+    args, kw, spans = pack([a, b])
+    out1 = model.apply({"params": params}, *args, **kw)[0, spans[0]]
+    b2 = dict(b, text=b["text"] * -3.0)
+    args, kw, spans = pack([a, b2])
+    out2 = model.apply({"params": params}, *args, **kw)[0, spans[0]]
+    np.testing.assert_allclose(out1, out2, atol=1e-6)
+    a2 = dict(a, text=a["text"] * -3.0)
+    args, kw, spans = pack([a2, b])
+    assert np.abs(model.apply({"params": params}, *args, **kw)[0, spans[0]] - out1).max() > 1e-3
+
+
+def test_rope_logits_depend_only_on_position_differences():
+    rng = np.random.default_rng(0)
+    q = jnp.asarray(rng.normal(size=(1, 1, 1, 24)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(1, 1, 1, 24)), jnp.float32)
+
+    def logit(pq, pk):
+        rq = Rotary.from_positions(jnp.asarray([[pq]]), 24)
+        rk = Rotary.from_positions(jnp.asarray([[pk]]), 24)
+        return float(jnp.sum(rq.apply(q) * rk.apply(k)))
+
+    base = logit((1, 2, 3), (4, 0, 7))
+    assert logit((11, 12, 13), (14, 10, 17)) == pytest.approx(base, abs=1e-4)
+    assert abs(logit((1, 2, 3), (4, 1, 7)) - base) > 1e-3  # each axis matters
+    assert abs(logit((1, 2, 3), (5, 0, 7)) - base) > 1e-3
+    assert sum(axis_pairs(24, 3)) == 12 and axis_pairs(128, 3) == (22, 21, 21)
+
+
+def test_any_grid_size_and_per_row_timesteps():
+    model, params = random_params(CFG)
+    for grid in ((1, 1, 1), (1, 9, 16), (7, 3, 5)):
+        n = int(np.prod(grid))
+        pos = patching.grid_positions(grid)[None]
+        out = model.apply(
+            {"params": params},
+            jnp.ones((1, n, CFG.patch_dim)),
+            jnp.array([0.5]),
+            pos,
+            jnp.ones((1, 3, CFG.text_dim)),
+        )
+        assert out.shape == (1, n, CFG.patch_dim) and np.isfinite(out).all()
+    with pytest.raises(ValueError, match="tokens must be"):
+        model.apply(
+            {"params": params}, jnp.ones((1, 4, 3)), jnp.array([0.5]), pos[:, :4], jnp.ones((1, 3, 24))
+        )
+
+
+@pytest.mark.parametrize(
+    "variant", [dict(scan=False), dict(remat="full"), dict(remat="dots"), dict(mlp="swiglu")]
+)
+def test_variants_run_and_scan_equals_loop(variant):
+    cfg = DiTConfig(**{**CFG.__dict__, **variant})
+    model, params = random_params(cfg)
+    a, b = clip(1, (2, 3, 4)), clip(2, (1, 4, 4))
+    args, kw, _ = pack([a, b])
+
+    def loss(p):
+        return jnp.sum(model.apply({"params": p}, *args, **kw) ** 2)
+
+    value, grads = jax.value_and_grad(loss)(params)
+    assert np.isfinite(value) and all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+    assert sum(x.size for x in jax.tree.leaves(params)) == cfg.param_count()
+    base_model = Jitted(DiT(CFG))  # scanned, no remat
+    base_params = dict(params)
+    if "scan" in variant:  # stack the per-layer params the way nn.scan holds them
+        layers = [base_params.pop(f"block_{i}") for i in range(cfg.depth)]
+        base_params["blocks"] = jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
+    if "mlp" not in variant:
+        np.testing.assert_allclose(
+            model.apply({"params": params}, *args, **kw),
+            base_model.apply({"params": base_params}, *args, **kw),
+            rtol=1e-5,
+            atol=1e-5,
+        )
