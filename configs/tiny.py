@@ -84,6 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
     pk.drop_rate = 0.0  # NaViT token dropping: fraction of each clip's tokens dropped at random, in [0, 1)
     pk.overflow = "error"  # a clip over seq_len tokens: error | drop (keep a random seq_len of its tokens)
     pk.batch_size = 4  # packs per batch: [batch_size, seq_len, ...]
+    pk.num_workers = 0  # processes that read, patchify and pack (grain mp_prefetch); 0 = in this process
 
     # Text encoder: "byte" (a small transformer over byte tokens, trained with the DiT) or "t5" (a frozen
     # T5/UMT5 from a local Hugging Face folder: t5_path).
@@ -136,6 +137,7 @@ def get_config() -> ml_collections.ConfigDict:
     tr.vae = ""  # the VAE workdir (decodes sample videos); default: the one recorded in the latents' meta.json
     tr.steps = 200
     tr.time_limit_s = 0.0  # stop (with a checkpoint) after this many seconds, compiles included; 0 = none
+    tr.schedule = "steps"  # the cosine decay follows: steps | time (the fraction of time_limit_s used)
     tr.log_every = 10
     tr.ckpt_every = 100
     tr.keep = 3

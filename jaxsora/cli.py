@@ -80,11 +80,42 @@ def _cmd_encode(args, overrides) -> None:
         codec,
         config,
         args.out,
+        extra_meta={"vae_workdir": str(pathlib.Path(args.vae).resolve())},
         part_size=args.part_size,
         max_clips=args.max_clips,
         chunk_latents=args.chunk_latents,
     )
     print(f"encoded {meta['clips']} clips into {args.out}/ (latent channels {meta['latent_channels']})")
+
+
+def _cmd_train(args, overrides) -> None:
+    from jaxsora.train.dit import DiTTrainer
+
+    config = load_config(args.config, overrides)
+    result = DiTTrainer(config, args.workdir).run()
+    print("train: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
+    print(f"checkpoints, samples and TensorBoard logs in {args.workdir}/")
+
+
+def _cmd_eval_dit(args, overrides) -> None:
+    import json
+
+    from jaxsora.train.dit_eval import evaluate
+
+    if overrides:
+        raise ValueError("eval-dit takes no --config overrides; it uses the run's config")
+    summary = evaluate(
+        args.workdir,
+        num=args.num,
+        seed=args.seed,
+        sizes=args.sizes,
+        frames=args.frames,
+        steps=args.steps,
+        guidance=args.guidance,
+        batch=args.batch,
+    )
+    print(json.dumps(summary, indent=2))
+    print(f"per-video scores in {args.workdir}/eval_dit.json, sample gifs in {args.workdir}/eval_dit/")
 
 
 def _cmd_config_show(args, overrides) -> None:
@@ -145,6 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-latents", type=int, default=0, help="stream the encoder this many latent frames a call"
     )
     p.set_defaults(run=_cmd_encode)
+
+    p = commands.add_parser(
+        "train", help="train the diffusion transformer on a latent dataset (resumes from the workdir)"
+    )
+    _add_config_arg(p)
+    p.add_argument("--workdir", required=True, help="checkpoints, logs and samples go here")
+    p.set_defaults(run=_cmd_train)
+
+    p = commands.add_parser(
+        "eval-dit", help="text-to-video on held-out synthetic prompts, scored by the world's describe()"
+    )
+    p.add_argument("--workdir", required=True, help="a `jaxsora train` workdir")
+    p.add_argument("--num", type=int, default=64, help="prompts (default 64)")
+    p.add_argument("--seed", type=int, default=2_000_003, help="synthetic-world seed of the held-out prompts")
+    p.add_argument("--sizes", default="128x128,160x96,96x160", help="WxH sizes, cycled over the prompts")
+    p.add_argument("--frames", type=int, default=17, help="frames per video (1 + 4k)")
+    p.add_argument("--steps", type=int, default=30, help="Euler steps")
+    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+    p.add_argument("--batch", type=int, default=32, help="videos generated at once")
+    p.set_defaults(run=_cmd_eval_dit)
 
     config = commands.add_parser("config", help="show configs").add_subparsers(
         dest="config_command", metavar="SUBCOMMAND", required=True

@@ -32,6 +32,7 @@ def encode_dataset(
     max_clips: int | None = None,
     chunk_latents: int = 0,
     progress: bool = True,
+    extra_meta: dict | None = None,
 ) -> dict:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,6 +106,7 @@ def encode_dataset(
         "latent_std": stats.std.tolist(),
         "clips": done["clips"],
         "text_max_len": config.text.max_len,
+        **(extra_meta or {}),
     }
     if process == 0:
         (out / "meta.json").write_text(json.dumps(meta, indent=2))

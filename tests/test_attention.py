@@ -68,6 +68,8 @@ def test_splash_kernel_matches_xla_in_interpret_mode():
     q, k, v, seg = inputs(s=256, t=256)
     expected = attn.attention(q, k, v, q_segment_ids=seg, kv_segment_ids=seg, implementation="xla")
     out = attn._splash(q, k, v, seg, seg, interpret=True)
+    with pytest.raises(ValueError, match="needs max_segments"):
+        attn.attention(q, k, v, q_segment_ids=seg, kv_segment_ids=seg, implementation="splash")
     keep = np.asarray(seg)[:, :, None, None] > 0
     np.testing.assert_allclose(np.where(keep, out, 0), expected, atol=2e-5)
 

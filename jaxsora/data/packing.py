@@ -287,4 +287,10 @@ def packed_dataset(
         shuffle_bins=pk.shuffle_bins,
     )
     batch_size = pk.batch_size if batch_size is None else batch_size
-    return ds.batch(batch_size, drop_remainder=drop_remainder) if batch_size else ds
+    if batch_size:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if pk.get("num_workers", 0) > 0:  # patchify + pack + batch in worker processes (checkpointable too)
+        ds = ds.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=pk.num_workers, per_worker_buffer_size=4)
+        )
+    return ds

@@ -62,22 +62,31 @@ def attention(
     """Scaled dot-product attention ``[B, S, H, Dh]``; see the module docstring for the segment rule.
 
     ``max_segments`` bounds the segment ids (the packer's ``max_clips_per_pack``); the cuDNN packed kernel
-    needs it, the others ignore it (default: the query length)."""
+    and Splash kernels need it with segment ids; XLA does not."""
     if (q_segment_ids is None) != (kv_segment_ids is None):
         raise ValueError("give both q_segment_ids and kv_segment_ids, or neither")
     if q.ndim != 4 or k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
         raise ValueError(f"need q [B,S,H,D] and k, v [B,T,H,D]; got {q.shape}, {k.shape}, {v.shape}")
     impl = choose_implementation(implementation, q.dtype, q.shape[-1])
+    if impl != "xla" and q_segment_ids is not None and not max_segments:
+        raise ValueError(f"the {impl} attention kernel needs max_segments with segment ids")
     if impl == "cudnn":
-        out = _cudnn(q, k, v, q_segment_ids, kv_segment_ids, max_segments or q.shape[1])
+        out = _cudnn(q, k, v, q_segment_ids, kv_segment_ids, max_segments)
     elif impl == "splash":
         out = _splash(q, k, v, q_segment_ids, kv_segment_ids)
     else:
         return _xla(q, k, v, q_segment_ids, kv_segment_ids)
     if q_segment_ids is not None:  # rows with nothing to attend: zeros, as the xla path gives
-        has_key = jnp.any(segment_mask(q_segment_ids, kv_segment_ids), axis=-1)
-        out = jnp.where(has_key[:, :, None, None], out, 0).astype(out.dtype)
+        kv_len, _ = packed_lengths(kv_segment_ids, max_segments)
+        out = jnp.where(_has_partner(q_segment_ids, kv_len)[:, :, None, None], out, 0).astype(out.dtype)
     return out
+
+
+def _has_partner(segment_ids, other_lengths):
+    """bool ``[B, S]``: the token is in a segment (> 0) that the other side has tokens of
+    (``other_lengths [B, M]`` from :func:`packed_lengths`)."""
+    present = jnp.take_along_axis(other_lengths > 0, jnp.maximum(segment_ids - 1, 0), axis=1)
+    return (segment_ids > 0) & present
 
 
 def _xla(q, k, v, q_seg, kv_seg):
@@ -108,6 +117,24 @@ def packed_lengths(segment_ids: jax.Array, max_segments: int) -> tuple[jax.Array
     return lengths, offsets
 
 
+@jax.custom_vjp
+def _zero_grad_outside(x, valid):
+    """Identity whose gradient is zeroed at rows outside every segment: cuDNN's packed backward leaves
+    those rows of dq/dk/dv unwritten (garbage, NaN), which would otherwise reach the parameters."""
+    return x
+
+
+def _zero_grad_outside_fwd(x, valid):
+    return x, valid
+
+
+def _zero_grad_outside_bwd(valid, g):
+    return jnp.where(valid[:, :, None, None], g, jnp.zeros_like(g)), None
+
+
+_zero_grad_outside.defvjp(_zero_grad_outside_fwd, _zero_grad_outside_bwd)
+
+
 def _cudnn(q, k, v, q_seg, kv_seg, max_segments):
     if q_seg is None:
         return jax.nn.dot_product_attention(q, k, v, implementation="cudnn")
@@ -116,6 +143,11 @@ def _cudnn(q, k, v, q_seg, kv_seg, max_segments):
 
     q_len, q_off = packed_lengths(q_seg, max_segments)
     kv_len, kv_off = packed_lengths(kv_seg, max_segments)
+    q_valid = _has_partner(q_seg, kv_len)
+    kv_valid = _has_partner(kv_seg, q_len)
+    q = _zero_grad_outside(q, q_valid)
+    k = _zero_grad_outside(k, kv_valid)
+    v = _zero_grad_outside(v, kv_valid)
     return cudnn_attention(
         q,
         k,

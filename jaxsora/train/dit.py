@@ -33,7 +33,7 @@ from jaxsora.models.text import drop_captions, make_text_encoder, pack_states
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
 from jaxsora.train.loop import PreemptionGuard, Progress
-from jaxsora.train.optim import ema_update, make_optimizer, schedule
+from jaxsora.train.optim import ema_update, lr_at, make_unscaled_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ class DiTParts:
         )
         self.model = DiT(self.cfg)
         self.flow = diffusion.FlowConfig.from_config(config.diffusion)
-        self.tx = make_optimizer(config.train.optim, config.train.steps)
+        # AdamW without its rate: the step scales updates by the host's rate (lr_at), so the cosine decay can
+        # follow the steps or, for time-boxed runs (train.schedule="time"), the fraction of time_limit_s used.
+        self.tx = make_unscaled_optimizer(config.train.optim)
         if not self.text.trainable:  # a pretrained encoder stays frozen (no optimiser state either)
             self.tx = optax.multi_transform(
                 {"train": self.tx, "frozen": optax.set_to_zero()},
@@ -157,10 +159,10 @@ class DiTParts:
         return loss, {"loss": loss, "loss_tokens": jnp.sum(inputs.loss_mask)}
 
 
-def train_step(state: DiTTrainState, batch, rng, *, parts: DiTParts, ema_decay: float):
+def train_step(state: DiTTrainState, batch, rng, lr, *, parts: DiTParts, ema_decay: float):
     (_, aux), grads = jax.value_and_grad(parts.loss, has_aux=True)(state.params, batch, rng)
     updates, opt_state = parts.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params = optax.apply_updates(state.params, jax.tree.map(lambda u: -lr * u, updates))
     aux["grad_norm"] = optax.tree.norm(grads)
     new_state = state.replace(
         step=state.step + 1,
@@ -199,8 +201,20 @@ class DiTTrainer:
                 f"packing.seq_len={config.packing.seq_len} must divide over mesh.sequence={self.mesh.shape['sequence']}"
             )
         self.parts = DiTParts(config, self.meta)
-        self.lr = schedule(self.tc.optim, self.tc.steps)
         self._step = None
+
+    def learning_rate(self, step: int, elapsed: float) -> float:
+        """The rate for ``step``: cosine over ``train.steps``, or over ``train.time_limit_s`` of wall time when
+        ``train.schedule == "time"`` (a time-boxed run then ends its decay when its time is up)."""
+        tc = self.tc
+        if tc.schedule not in ("steps", "time"):
+            raise ValueError(f"train.schedule must be 'steps' or 'time', got {tc.schedule!r}")
+        progress = None
+        if tc.schedule == "time":
+            if not tc.time_limit_s:
+                raise ValueError("train.schedule=time needs train.time_limit_s > 0")
+            progress = elapsed / tc.time_limit_s
+        return lr_at(tc.optim, step, tc.steps, progress)
 
     def init_state(self) -> DiTTrainState:
         abstract = jax.eval_shape(self.parts.init, jax.random.key(0))
@@ -218,7 +232,7 @@ class DiTTrainer:
             fn = functools.partial(train_step, parts=self.parts, ema_decay=self.tc.ema_decay)
             self._step = jax.jit(
                 fn,
-                in_shardings=(self.shardings, self.batch_shardings(), None),
+                in_shardings=(self.shardings, self.batch_shardings(), None, None),
                 out_shardings=(self.shardings, None),
                 donate_argnums=0,
             )
@@ -247,17 +261,21 @@ class DiTTrainer:
         self.losses: list[float] = []
         aux = None
         t_start = time.perf_counter()
-        with PreemptionGuard() as guard, parallel.mesh_context(self.mesh):
+        with PreemptionGuard() as guard:
             while step < tc.steps:
                 host = next(data_iter)
-                state, aux = self.step_fn()(state, self.put(host), jax.random.fold_in(rng, step))
+                lr = self.learning_rate(step, time.perf_counter() - t_start)
+                with parallel.mesh_context(self.mesh):
+                    state, aux = self.step_fn()(
+                        state, self.put(host), jax.random.fold_in(rng, step), np.float32(lr)
+                    )
                 step += 1
                 clips = int(np.count_nonzero(np.asarray(host["text_segment_ids"])))
                 if bar:
                     bar.update(clips, int(np.count_nonzero(np.asarray(host["segment_ids"]))))
                 if step % tc.log_every == 0 or step == tc.steps:
                     last = {k: float(v) for k, v in jax.device_get(aux).items()}
-                    last["lr"] = float(self.lr(step))
+                    last["lr"] = lr
                     if bar:
                         rates = bar.rates()
                         last["clips_per_s"], last["tokens_per_s"] = (

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole synthetic-world text-to-video recipe on one GPU, inside one 10-minute device call:
+#   1. train the VAE (configs/vae_synthetic.py, <= VAE_SECONDS of training, compiles included)
+#   2. encode CLIPS synthetic clips (configs/small.py's data: native aspect, ~128x128, 17 frames or images)
+#   3. train the DiT (configs/small.py, <= DIT_SECONDS, compiles included)
+#   4. evaluate: 64 held-out prompts -> videos -> describe() -> colour / shape / motion accuracy
+#
+#   bash experiments/synthetic/recipe.sh [RUNS_DIR]
+#
+# JAXSORA may name the command (default `jaxsora`; `python -m jaxsora.cli` where the package is not installed).
+set -euo pipefail
+runs=${1:-runs}
+jaxsora=${JAXSORA:-jaxsora}
+t0=$SECONDS
+stamp() { echo "[recipe] $1 at $((SECONDS - t0)) s"; }
+$jaxsora train-vae --config configs/vae_synthetic.py --workdir "$runs/vae" \
+  --config.vae_train.time_limit_s="${VAE_SECONDS:-170}"
+stamp "VAE trained"
+$jaxsora encode --vae "$runs/vae" --config configs/small.py --out "$runs/latents" --max-clips "${CLIPS:-12000}" \
+  --part-size 2000
+stamp "latents encoded"
+$jaxsora train --config configs/small.py --workdir "$runs/dit" --config.train.latents="$runs/latents" \
+  --config.train.time_limit_s="${DIT_SECONDS:-230}" ${DIT_ARGS:-}
+stamp "DiT trained"
+$jaxsora eval-dit --workdir "$runs/dit" --num "${EVAL_NUM:-64}" --sizes "${EVAL_SIZES:-128x128}"
+stamp "evaluated"
