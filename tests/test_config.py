@@ -77,3 +77,23 @@ def test_cli_help_for_every_command():
     for args in (["--help"], ["data", "--help"], ["data", "preview", "--help"], ["config", "show", "--help"]):
         result = subprocess.run([sys.executable, "-m", "jaxsora.cli", *args], capture_output=True, text=True)
         assert result.returncode == 0 and "usage: jaxsora" in result.stdout
+
+
+def test_model_presets_load_and_have_their_sizes():
+    from jaxsora.models.dit import DiTConfig
+
+    sizes = {}
+    for name, text_dim in (("tiny", 64), ("small", 256), ("base", 512), ("wan13b_shape", 4096)):
+        config = load_config(f"configs/{name}.py", [])
+        cfg = DiTConfig.from_config(config.dit, patch_dim=64, text_dim=text_dim, max_segments=4)
+        sizes[name] = cfg.param_count()
+    assert sizes["tiny"] < sizes["small"] < sizes["base"] < sizes["wan13b_shape"]
+    assert 1.35e9 < sizes["wan13b_shape"] < 1.5e9  # Wan 2.1's 1.3B DiT: ~1.42B parameters
+    wan = load_config("configs/wan13b_shape.py", [])
+    assert (wan.dit.depth, wan.dit.width, wan.dit.num_heads, wan.dit.head_dim, wan.dit.mlp_dim) == (
+        30,
+        1536,
+        12,
+        128,
+        8960,
+    )

@@ -63,26 +63,13 @@ class DiTConfig:
         """Parameters of the model (for FLOP counts and logs)."""
         d, h = self.width, self.num_heads * self.head_dim
         mlp_in = (2 if self.mlp == "swiglu" else 1) * self.mlp_dim
-        block = (
-            d * 3 * h
-            + 3 * h  # qkv
-            + h * d
-            + d  # out
-            + d * h
-            + h
-            + self.text_dim * 2 * h
-            + 2 * h
-            + h * d
-            + d  # cross
-            + d * mlp_in
-            + mlp_in
-            + self.mlp_dim * d
-            + d  # mlp
-            + 6 * d
-            + d  # modulation table, cross-attention norm
-            + (4 * self.head_dim if self.qk_norm else 0)
-        )
+        attention = d * 3 * h + 3 * h + h * d + d  # qkv, out
+        cross = d * h + h + d * 2 * h + 2 * h + h * d + d  # q, kv (from the projected text), out
+        mlp = d * mlp_in + mlp_in + self.mlp_dim * d + d
+        norms = 6 * d + d + (4 * self.head_dim if self.qk_norm else 0)  # modulation table, cross norm, qk
+        block = attention + cross + mlp + norms
         embed = self.patch_dim * d + d + self.freq_dim * d + d + d * d + d + d * 6 * d + 6 * d
+        embed += self.text_dim * d + d + d * d + d  # text projection
         head = d * 2 * d + 2 * d + d * self.patch_dim + self.patch_dim
         return self.depth * block + embed + head
 
@@ -187,7 +174,12 @@ class DiT(nn.Module):
             zero_init=True,
         )(silu_t)
 
-        text = nn.with_logical_constraint(text.astype(dtype), ("batch", "length", "act_embed"))
+        # Text states (any encoder width) -> the model width, once, shared by every block's cross-attention.
+        text = layers.dense(d, ("embed_in", "embed"), dtype=dtype, name="text_in")(text.astype(dtype))
+        text = layers.dense(d, ("embed_in", "embed"), dtype=dtype, name="text_hidden")(
+            jax.nn.gelu(text, approximate=True)
+        )
+        text = nn.with_logical_constraint(text, ("batch", "length", "act_embed"))
         rope = Rotary.from_positions(positions, cfg.head_dim, cfg.rope_theta)
 
         block, scanned = layers.repeat(
