@@ -118,6 +118,14 @@ def _cmd_eval_dit(args, overrides) -> None:
     print(f"per-video scores in {args.workdir}/eval_dit.json, sample gifs in {args.workdir}/eval_dit/")
 
 
+def _cmd_sample(args, overrides) -> None:
+    from jaxsora.sample_cli import run
+
+    if overrides:
+        raise ValueError("sample takes no --config overrides; it uses the run's config")
+    run(args)
+
+
 def _cmd_config_show(args, overrides) -> None:
     print(load_config(args.config, overrides))
 
@@ -196,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     p.add_argument("--batch", type=int, default=32, help="videos generated at once")
     p.set_defaults(run=_cmd_eval_dit)
+
+    p = commands.add_parser(
+        "sample",
+        help="generate: text-to-video/image, image-to-video, extend, loop, connect, SDEdit",
+        description="Generate videos with a trained DiT (writes mp4, gif and sample.json).",
+    )
+    from jaxsora.sample_cli import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(run=_cmd_sample)
 
     config = commands.add_parser("config", help="show configs").add_subparsers(
         dest="config_command", metavar="SUBCOMMAND", required=True

@@ -123,37 +123,72 @@ def masked_mse(pred, target, mask):
     return jnp.sum(err * mask) / jnp.maximum(jnp.sum(mask), 1)
 
 
-def timesteps(steps: int, shift) -> jax.Array:
-    """``steps + 1`` times from 1 down to 0, shifted (more steps spent at high noise when ``shift > 1``)."""
-    return shift_time(jnp.linspace(1.0, 0.0, steps + 1), shift)
+def timesteps(steps: int, shift, t_start: float = 1.0) -> jax.Array:
+    """``steps + 1`` times from ``t_start`` down to 0, shifted (more steps at high noise when ``shift > 1``).
+
+    ``t_start < 1`` starts part-way (SDEdit: the input noised to that time)."""
+    t = jnp.linspace(1.0, 0.0, steps + 1)
+    t = shift_time(t, shift)
+    return t * t_start
 
 
-def euler_sample(
+SAMPLERS = ("euler", "heun")
+
+
+def sample(
     velocity: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
-    noise: jax.Array,
+    x_start: jax.Array,
     *,
     steps: int,
     shift,
     guidance: float,
     given: jax.Array | None = None,
     given_values: jax.Array | None = None,
+    method: str = "euler",
+    t_start: float = 1.0,
 ) -> jax.Array:
-    """Integrates the flow from ``noise`` (``t = 1``) to ``t = 0`` with Euler steps and guidance.
+    """Integrates the flow from ``x_start`` at ``t_start`` (pure noise at 1) to ``t = 0``.
 
-    ``velocity(x, t) -> (v_cond, v_uncond)`` for tokens ``x [B, S, P]`` at per-token times ``t [B, S]``.
-    Tokens where ``given [B, S]`` keep ``given_values`` and ``t = 0`` throughout (conditioning frames)."""
-    ts = timesteps(steps, shift)
+    ``velocity(x, t) -> (v_cond, v_uncond)`` for tokens ``x [B, S, P]`` at per-token times ``t [B, S]``;
+    guidance mixes them as ``v_u + g (v_c - v_u)``. Tokens where ``given [B, S]`` keep ``given_values`` and
+    ``t = 0`` throughout (conditioning frames). ``method``: ``euler`` (one model call a step) or ``heun``
+    (second order, two calls a step; the last step, to ``t = 0``, is Euler)."""
+    if method not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {method!r}")
+    ts = timesteps(steps, shift, t_start)
     if given is None:
-        given = jnp.zeros(noise.shape[:2], bool)
-        given_values = jnp.zeros_like(noise)
-    x = jnp.where(given[..., None], given_values, noise)
+        given = jnp.zeros(x_start.shape[:2], bool)
+        given_values = jnp.zeros_like(x_start)
+    keep = given[..., None]
+
+    def guided(x, t):
+        v_cond, v_uncond = velocity(x, jnp.where(given, 0.0, t))
+        return v_uncond + guidance * (v_cond - v_uncond)
 
     def body(i, x):
         t_now, t_next = ts[i], ts[i + 1]
-        t_tok = jnp.where(given, 0.0, t_now)
-        v_cond, v_uncond = velocity(x, t_tok)
-        v = v_uncond + guidance * (v_cond - v_uncond)
-        x = x + (t_next - t_now) * v
-        return jnp.where(given[..., None], given_values, x)
+        v = guided(x, t_now)
+        x_euler = jnp.where(keep, given_values, x + (t_next - t_now) * v)
+        if method == "euler":
+            return x_euler
 
+        def heun(_):
+            v2 = guided(x_euler, t_next)
+            return jnp.where(keep, given_values, x + (t_next - t_now) * 0.5 * (v + v2))
+
+        return jax.lax.cond(t_next > 0, heun, lambda _: x_euler, None)
+
+    x = jnp.where(keep, given_values, x_start)
     return jax.lax.fori_loop(0, steps, body, x)
+
+
+def euler_sample(velocity, noise, *, steps, shift, guidance, given=None, given_values=None) -> jax.Array:
+    """Euler from pure noise (``t = 1``) to data; see :func:`sample`."""
+    return sample(
+        velocity, noise, steps=steps, shift=shift, guidance=guidance, given=given, given_values=given_values
+    )
+
+
+def noised(x0, noise, t):
+    """The rectified-flow path at time ``t``: ``(1 - t) x0 + t noise`` (SDEdit's starting point)."""
+    return (1.0 - t) * x0 + t * noise

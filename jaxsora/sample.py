@@ -30,7 +30,7 @@ class Generator:
     def __init__(self, parts, codec=None):
         self.parts = parts
         self.codec = codec
-        self._jitted = jax.jit(self._sample, static_argnames=("grid", "steps"))
+        self._jitted = jax.jit(self._sample, static_argnames=("grid", "steps", "method"))
 
     # -- geometry -----------------------------------------------------------------------------------------
     def factors(self) -> tuple[int, int]:
@@ -57,7 +57,9 @@ class Generator:
         return lat_t // pt, height // step_h, width // step_w
 
     # -- sampling -----------------------------------------------------------------------------------------
-    def _sample(self, params, ids, mask, noise, given, given_values, guidance, *, grid, steps):
+    def _sample(
+        self, params, ids, mask, x_start, given, given_values, guidance, t_start, *, grid, steps, method
+    ):
         parts = self.parts
         n = ids.shape[0]
         states = parts.text.apply(params["text"], ids, mask)
@@ -65,8 +67,8 @@ class Generator:
         empty = parts.text.apply(params["text"], empty_ids, empty_mask)
         text = jnp.concatenate([states, empty])
         text_seg = jnp.concatenate([mask, empty_mask]).astype(jnp.int32)
-        positions = jnp.broadcast_to(jnp.asarray(patching.grid_positions(grid)), (2 * n, noise.shape[1], 3))
-        seg = jnp.ones((2 * n, noise.shape[1]), jnp.int32)
+        positions = jnp.broadcast_to(jnp.asarray(patching.grid_positions(grid)), (2 * n, x_start.shape[1], 3))
+        seg = jnp.ones((2 * n, x_start.shape[1]), jnp.int32)
 
         def velocity(x, t):
             v = parts.model.apply(
@@ -81,14 +83,16 @@ class Generator:
             return v[:n], v[n:]
 
         shift = diffusion.shift_for_tokens(int(np.prod(grid)), parts.flow)
-        return diffusion.euler_sample(
+        return diffusion.sample(
             velocity,
-            noise,
+            x_start,
             steps=steps,
             shift=shift,
             guidance=guidance,
             given=given,
             given_values=given_values,
+            method=method,
+            t_start=t_start,
         )
 
     def sample_tokens(
@@ -100,52 +104,181 @@ class Generator:
         seed: int = 0,
         steps: int = 30,
         guidance: float = 4.0,
+        sampler: str = "euler",
         given=None,
         given_values=None,
+        start=None,
+        strength: float = 1.0,
     ) -> jax.Array:
-        """Normalised latent tokens ``[N, T*H*W, P]`` for ``prompts`` on ``grid``; ``given [N, S]`` tokens keep
-        ``given_values`` (normalised)."""
+        """Normalised latent tokens ``[N, T*H*W, P]`` for ``prompts`` on ``grid``.
+
+        ``given [N, S]`` tokens keep ``given_values`` (normalised) throughout; ``start`` (normalised tokens)
+        with ``strength < 1`` starts from ``start`` noised to ``t = strength`` (SDEdit) instead of noise."""
+        if sampler not in diffusion.SAMPLERS:
+            raise ValueError(f"sampler must be one of {diffusion.SAMPLERS}, got {sampler!r}")
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
         ids, mask = self.parts.text.tokenize(prompts)
-        s, p = int(np.prod(grid)), self.parts.cfg.patch_dim
-        noise = jax.random.normal(jax.random.key(seed), (len(prompts), s, p), jnp.float32)
+        n, s, p = len(prompts), int(np.prod(grid)), self.parts.cfg.patch_dim
+        noise = jax.random.normal(jax.random.key(seed), (n, s, p), jnp.float32)
+        x_start = (
+            noise
+            if start is None
+            else diffusion.noised(jnp.broadcast_to(start, noise.shape), noise, strength)
+        )
         if given is None:
-            given = jnp.zeros((len(prompts), s), bool)
+            given = jnp.zeros((n, s), bool)
             given_values = jnp.zeros_like(noise)
+        given = jnp.broadcast_to(jnp.asarray(given), (n, s))
+        given_values = jnp.broadcast_to(jnp.asarray(given_values, jnp.float32), (n, s, p))
         return self._jitted(
             params,
             ids,
             mask,
-            noise,
+            x_start,
             given,
             given_values,
             jnp.float32(guidance),
+            jnp.float32(strength),
             grid=tuple(grid),
             steps=steps,
+            method=sampler,
         )
 
+    # -- latents <-> tokens <-> pixels --------------------------------------------------------------------
     def tokens_to_latents(self, tokens, grid) -> jax.Array:
         """Normalised tokens ``[N, S, P]`` -> VAE latents ``[N, t, h, w, C]``."""
         lat = self.parts.denormalize(tokens)
         return jnp.stack([patching.unpatchify(x, grid, self.parts.patch, self.parts.channels) for x in lat])
 
-    def decode(self, latents) -> np.ndarray:
-        if self.codec is None:
-            raise ValueError("this Generator has no VAE codec to decode with")
-        return np.asarray(self.codec.decode(latents), np.float32)
+    def latents_to_tokens(self, latents) -> tuple[jax.Array, tuple[int, int, int]]:
+        """VAE latents ``[t, h, w, C]`` -> (normalised tokens ``[S, P]``, grid)."""
+        grid = patching.grid_shape(latents.shape, self.parts.patch)
+        tokens, _ = patching.patchify(jnp.asarray(latents), self.parts.patch)
+        return self.parts.normalize(tokens), grid
 
-    def text_to_video(
-        self,
-        params,
-        prompts,
-        *,
-        frames: int,
-        height: int,
-        width: int,
-        seed: int = 0,
-        steps: int = 30,
-        guidance: float = 4.0,
-    ) -> np.ndarray:
-        """Videos ``[N, frames, height, width, 3]`` in [-1, 1] for ``prompts``."""
+    def _codec(self):
+        if self.codec is None:
+            raise ValueError("this Generator has no VAE codec to encode/decode with")
+        return self.codec
+
+    def encode(self, video) -> jax.Array:
+        """Pixels ``[T, H, W, 3]`` (uint8, or float in [-1, 1]) -> VAE latents ``[t, h, w, C]``."""
+        video = np.asarray(video)
+        if video.dtype == np.uint8:
+            video = video.astype(np.float32) / 127.5 - 1.0
+        if video.ndim == 3:
+            video = video[None]
+        self.latent_grid(video.shape[0], video.shape[1], video.shape[2])  # a clear error for a bad size
+        return self._codec().encode(jnp.asarray(video, jnp.float32)[None])[0]
+
+    def decode(self, latents) -> np.ndarray:
+        """VAE latents ``[N, t, h, w, C]`` -> videos ``[N, T, H, W, 3]`` in [-1, 1] (chunked when long)."""
+        chunk = 4 if latents.shape[1] > 8 else 0
+        return np.asarray(self._codec().decode(latents, chunk_latents=chunk), np.float32)
+
+    def _frames_to_latent_count(self, frames: int) -> int:
+        tf, _ = self.factors()
+        if frames < 1 or (frames - 1) % tf:
+            raise ValueError(f"frames must be 1 + k * {tf} (1, {1 + tf}, {1 + 2 * tf}, ...), got {frames}")
+        return 1 + (frames - 1) // tf
+
+    # -- the modes ----------------------------------------------------------------------------------------
+    def text_to_video(self, params, prompts, *, frames: int, height: int, width: int, **kw) -> np.ndarray:
+        """Videos ``[N, frames, height, width, 3]`` in [-1, 1] for ``prompts``; ``frames=1`` is an image."""
         grid = self.latent_grid(frames, height, width)
-        tokens = self.sample_tokens(params, prompts, grid, seed=seed, steps=steps, guidance=guidance)
+        tokens = self.sample_tokens(params, prompts, grid, **kw)
         return self.decode(self.tokens_to_latents(tokens, grid))
+
+    def _with_given(self, params, prompts, grid, given_frames: dict[int, jax.Array], **kw) -> jax.Array:
+        """Samples ``grid`` with latent frames ``{index: normalised tokens [H*W, P]}`` held fixed."""
+        t, h, w = grid
+        per_frame = h * w
+        given = np.zeros((t * per_frame,), bool)
+        values = jnp.zeros((t * per_frame, self.parts.cfg.patch_dim), jnp.float32)
+        for index, tokens in given_frames.items():
+            given[index * per_frame : (index + 1) * per_frame] = True
+            values = values.at[index * per_frame : (index + 1) * per_frame].set(tokens)
+        return self.sample_tokens(params, prompts, grid, given=given[None], given_values=values[None], **kw)
+
+    def _split_frames(self, latents) -> dict[int, jax.Array]:
+        tokens, grid = self.latents_to_tokens(latents)
+        per_frame = grid[1] * grid[2]
+        return {i: tokens[i * per_frame : (i + 1) * per_frame] for i in range(grid[0])}
+
+    def image_to_video(self, params, prompts, image, *, frames: int, **kw) -> np.ndarray:
+        """The image (``[H, W, 3]``) encoded as the first latent frame and kept; the rest generated."""
+        height, width = np.asarray(image).shape[:2]
+        grid = self.latent_grid(frames, height, width)
+        first = self._split_frames(self.encode(image))[0]
+        tokens = self._with_given(params, prompts, grid, {0: first}, **kw)
+        return self.decode(self.tokens_to_latents(tokens, grid))
+
+    def extend(
+        self, params, prompts, video, *, new_frames: int, direction: str = "forward", **kw
+    ) -> np.ndarray:
+        """The video (``[F, H, W, 3]``, F = 1 + 4k) with ``new_frames`` (a multiple of 4) generated after
+        (``forward``) or before (``backward``) it. Returns the whole clip, original part included."""
+        tf, _ = self.factors()
+        if direction not in ("forward", "backward"):
+            raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+        if new_frames < tf or new_frames % tf:
+            raise ValueError(f"new_frames must be a positive multiple of {tf}, got {new_frames}")
+        video = np.asarray(video)
+        latents = self.encode(video)
+        known, added = latents.shape[0], new_frames // tf
+        grid = self.latent_grid(1 + tf * (known + added - 1), video.shape[1], video.shape[2])
+        frames = self._split_frames(latents)
+        offset = 0 if direction == "forward" else added
+        tokens = self._with_given(params, prompts, grid, {i + offset: v for i, v in frames.items()}, **kw)
+        return self.decode(self.tokens_to_latents(tokens, grid))
+
+    def connect(self, params, prompts, first, second, *, middle_frames: int, **kw) -> np.ndarray:
+        """``first`` then a generated transition of ``middle_frames`` (a multiple of 4) then ``second``."""
+        tf, _ = self.factors()
+        if middle_frames < tf or middle_frames % tf:
+            raise ValueError(f"middle_frames must be a positive multiple of {tf}, got {middle_frames}")
+        first, second = np.asarray(first), np.asarray(second)
+        if first.shape[1:3] != second.shape[1:3]:
+            raise ValueError(f"the two videos differ in size: {first.shape[1:3]} vs {second.shape[1:3]}")
+        a, b = self._split_frames(self.encode(first)), self._split_frames(self.encode(second))
+        middle = middle_frames // tf
+        total = len(a) + middle + len(b)
+        grid = self.latent_grid(1 + tf * (total - 1), first.shape[1], first.shape[2])
+        given = dict(a) | {len(a) + middle + i: v for i, v in b.items()}
+        tokens = self._with_given(params, prompts, grid, given, **kw)
+        return self.decode(self.tokens_to_latents(tokens, grid))
+
+    def loop(self, params, prompts, *, frames: int, height: int, width: int, **kw) -> np.ndarray:
+        """A clip of ``frames`` frames whose end runs seamlessly into its start: a first clip is generated,
+        then a second one whose first latent frame is the first clip's last and whose last latent frame is
+        the first clip's first; played in a loop, their concatenation (without the repeated frames) closes."""
+        if len(prompts) != 1:
+            raise ValueError("loop makes one clip at a time: give one prompt")
+        tf, _ = self.factors()
+        t = self._frames_to_latent_count(frames)
+        if t < 3:
+            raise ValueError(f"a loop needs at least {1 + 2 * tf} frames, got {frames}")
+        half = (t + 1) // 2
+        grid_a = self.latent_grid(1 + tf * (half - 1), height, width)
+        a = self.sample_tokens(params, prompts, grid_a, **kw)[0]
+        per_frame = grid_a[1] * grid_a[2]
+        first, last = a[:per_frame], a[(half - 1) * per_frame :]
+        rest = t - half + 2  # the second clip: a's last frame, t - half new frames, a's first frame
+        grid_b = self.latent_grid(1 + tf * (rest - 1), height, width)
+        kw = dict(kw, seed=kw.get("seed", 0) + 1)
+        b = self._with_given(params, prompts, grid_b, {0: last, rest - 1: first}, **kw)[0]
+        tokens = jnp.concatenate([a, b[per_frame:]])[None]  # ends with a copy of a's first latent frame
+        grid = (half + rest - 1, grid_a[1], grid_a[2])
+        video = self.decode(self.tokens_to_latents(tokens, grid))
+        return video[:, :frames]  # drop the frames decoded from the closing copy of the first latent frame
+
+    def edit(self, params, prompts, video, *, strength: float, **kw) -> np.ndarray:
+        """SDEdit: the video's latents noised to ``t = strength`` and denoised under the new prompt(s)."""
+        video = np.asarray(video)
+        latents = self.encode(video)
+        tokens, grid = self.latents_to_tokens(latents)
+        out = self.sample_tokens(params, prompts, grid, start=tokens[None], strength=strength, **kw)
+        return self.decode(self.tokens_to_latents(out, grid))

@@ -41,6 +41,11 @@ def load_trained(
     ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints", save_every=1, keep=1000)
     try:
         state = ckpt.restore(abstract, step=step)
+    except ValueError as e:  # orbax lists every mismatching leaf: one line is enough here
+        raise ValueError(
+            f"the checkpoint in {workdir} does not fit the model its config.json builds (trained with another "
+            f"version of the code?): {str(e).splitlines()[0][:200]}"
+        ) from None
     finally:
         ckpt.close()
     codec = None

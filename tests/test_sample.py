@@ -1,0 +1,121 @@
+"""Generation modes on CPU (random weights): given frames are really kept, shapes, seeds, loop, errors."""
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from jaxsora.config import load_config
+from jaxsora.models.vae import VAE
+from jaxsora.models.vae_codec import VideoCodec
+from jaxsora.prompts import CallableExpander, SyntheticWorldExpander
+from jaxsora.sample import Generator
+from jaxsora.train.dit import DiTParts
+from jaxsora.train.vae import vae_config
+
+STEPS = dict(steps=2, guidance=2.0)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = load_config(
+        "configs/tiny.py",
+        ["dit.dtype=float32", "text_encoder.dtype=float32", "vae.dtype=float32", "text.max_len=48"],
+    )
+    cfg = vae_config(config)
+    vae_params = nn.meta.unbox(
+        VAE(cfg).init(
+            {"params": jax.random.key(0), "noise": jax.random.key(1)}, np.zeros((1, 5, 16, 16, 3), np.float32)
+        )["params"]
+    )
+    meta = {"latent_channels": 16, "temporal_factor": 4, "spatial_factor": 8}
+    parts = DiTParts(config, meta)
+    params = nn.meta.unbox(parts.init_params(jax.random.key(2)))
+    leaves, tree = jax.tree.flatten(params)  # perturbed: a zero-initialised head would output 0 everywhere
+    keys = jax.random.split(jax.random.key(3), len(leaves))
+    params = jax.tree.unflatten(
+        tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    )
+    return Generator(parts, VideoCodec(cfg, vae_params)), params
+
+
+def video(frames, seed=0, h=32, w=48):
+    return np.random.default_rng(seed).integers(0, 256, (frames, h, w, 3), dtype=np.uint8)
+
+
+def test_text_to_video_and_image_shapes_and_seeds(setup):
+    gen, params = setup
+    a = gen.text_to_video(
+        params, ["a red circle", "a blue star"], frames=9, height=32, width=48, seed=1, **STEPS
+    )
+    assert a.shape == (2, 9, 32, 48, 3) and np.isfinite(a).all()
+    b = gen.text_to_video(
+        params, ["a red circle", "a blue star"], frames=9, height=32, width=48, seed=1, **STEPS
+    )
+    np.testing.assert_array_equal(a, b)
+    c = gen.text_to_video(
+        params, ["a red circle", "a blue star"], frames=9, height=32, width=48, seed=2, **STEPS
+    )
+    assert np.abs(a - c).max() > 1e-3
+    image = gen.text_to_video(params, ["a red circle"], frames=1, height=48, width=32, **STEPS)
+    assert image.shape == (1, 1, 48, 32, 3)
+    heun = gen.text_to_video(params, ["a red circle"], frames=5, height=32, width=32, sampler="heun", **STEPS)
+    assert heun.shape == (1, 5, 32, 32, 3)
+
+
+def test_image_to_video_keeps_the_image_as_the_first_frame(setup):
+    gen, params = setup
+    image = video(1)[0]
+    out = gen.image_to_video(params, ["a red circle"], image, frames=9, **STEPS)
+    assert out.shape == (1, 9, 32, 48, 3)
+    reconstruction = gen.decode(gen.encode(image)[None])[
+        0, 0
+    ]  # the causal decoder: frame 0 sees latent 0 only
+    np.testing.assert_allclose(out[0, 0], reconstruction, atol=1e-4)
+
+
+def test_extension_keeps_the_original_frames(setup):
+    gen, params = setup
+    clip = video(9, seed=1)
+    reconstruction = gen.decode(gen.encode(clip)[None])[0]
+    forward = gen.extend(params, ["x"], clip, new_frames=8, direction="forward", **STEPS)
+    assert forward.shape == (1, 17, 32, 48, 3)
+    np.testing.assert_allclose(forward[0, :9], reconstruction, atol=1e-4)
+    backward = gen.extend(params, ["x"], clip, new_frames=4, direction="backward", **STEPS)
+    assert backward.shape == (1, 13, 32, 48, 3)
+    tokens, grid = gen.latents_to_tokens(gen.encode(clip))
+    assert grid == (3, 2, 3)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        gen.extend(params, ["x"], clip, new_frames=6, **STEPS)
+    with pytest.raises(ValueError, match="direction"):
+        gen.extend(params, ["x"], clip, new_frames=4, direction="sideways", **STEPS)
+
+
+def test_connect_loop_and_edit(setup):
+    gen, params = setup
+    a, b = video(5, seed=2), video(5, seed=3)
+    joined = gen.connect(params, ["x"], a, b, middle_frames=8, **STEPS)
+    assert joined.shape == (1, 21, 32, 48, 3)  # 2 + 2 + 2 latent frames
+    np.testing.assert_allclose(joined[0, :5], gen.decode(gen.encode(a)[None])[0], atol=1e-4)
+    loop = gen.loop(params, ["x"], frames=13, height=32, width=48, **STEPS)
+    assert loop.shape == (1, 13, 32, 48, 3)
+    edited = gen.edit(params, ["x"], a, strength=0.5, **STEPS)
+    assert edited.shape == (1, 5, 32, 48, 3)
+    light = gen.edit(params, ["x"], a, strength=0.02, steps=2, guidance=1.0)
+    recon = gen.decode(gen.encode(a)[None])
+    assert np.abs(light - recon).mean() < np.abs(edited - recon).mean()  # less noise, closer to the input
+    with pytest.raises(ValueError, match="strength"):
+        gen.edit(params, ["x"], a, strength=1.5, **STEPS)
+    with pytest.raises(ValueError, match="differ in size"):
+        gen.connect(params, ["x"], a, video(5, h=48), middle_frames=4, **STEPS)
+
+
+def test_prompt_expansion():
+    expand = SyntheticWorldExpander()
+    assert expand("a red circle going left") == "A medium red circle moves slowly left, on a grey background."
+    out = expand("a big blue star moving quickly up and right and a yellow square on a sage background")
+    assert "large blue star" in out and "up and right" in out and "yellow square" in out and "sage" in out
+    assert expand("a cat") == "a cat"  # nothing the synthetic vocabulary knows: unchanged
+    assert CallableExpander(str.upper)("a red circle") == "A RED CIRCLE"
+    with pytest.raises(ValueError, match="non-empty"):
+        CallableExpander(lambda p: "")("x")
