@@ -126,6 +126,14 @@ def _cmd_sample(args, overrides) -> None:
     run(args)
 
 
+def _cmd_demo(args, overrides) -> None:
+    from jaxsora.demo import run_demo
+
+    if overrides:
+        raise ValueError("demo takes no --config overrides; use its --vae-steps/--dit-steps/--clips")
+    run_demo(args.out, vae_steps=args.vae_steps, clips=args.clips, dit_steps=args.dit_steps)
+
+
 def _cmd_config_show(args, overrides) -> None:
     print(load_config(args.config, overrides))
 
@@ -214,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(run=_cmd_sample)
+
+    p = commands.add_parser(
+        "demo",
+        help="train the tiny VAE and DiT on the synthetic world here, then sample prompts at 3 aspect ratios",
+    )
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo); reruns resume")
+    p.add_argument("--vae-steps", type=int, default=200, help="VAE training steps (default 200)")
+    p.add_argument("--clips", type=int, default=512, help="clips to encode for the DiT (default 512)")
+    p.add_argument("--dit-steps", type=int, default=300, help="DiT training steps (default 300)")
+    p.set_defaults(run=_cmd_demo)
 
     config = commands.add_parser("config", help="show configs").add_subparsers(
         dest="config_command", metavar="SUBCOMMAND", required=True
