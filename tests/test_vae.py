@@ -10,19 +10,35 @@ from jaxsora.models.vae import VAE, VAEConfig, check_video_shape
 from jaxsora.models.vae_codec import VideoCodec, _tiled
 
 CFG = VAEConfig(channels=8, channel_mult=(1, 2, 2, 2), num_res_blocks=1, latent_channels=4, dtype="float32")
+# A 2x2 pixel-patch stem, per-frame kernels at the highest level, per-level block counts, GroupNorm, the
+# end-to-end colour shortcut.
+CFG_PATCH = VAEConfig(
+    channels=8,
+    channel_mult=(1, 2, 2),
+    temporal_down=(True, True),
+    num_res_blocks=(1, 2, 1),
+    latent_channels=4,
+    patch_size=2,
+    conv2d_levels=1,
+    norm="group",
+    pixel_shortcut=True,
+    logvar_init=-4.0,
+    dtype="float32",
+)
 
 
-@pytest.fixture(scope="module")
-def codec():
+@pytest.fixture(scope="module", params=[CFG, CFG_PATCH], ids=["plain", "patch"])
+def codec(request):
+    cfg = request.param
     x = jnp.zeros((1, 5, 16, 16, 3))
     params = nn.meta.unbox(
-        VAE(CFG).init({"params": jax.random.key(0), "noise": jax.random.key(1)}, x)["params"]
+        VAE(cfg).init({"params": jax.random.key(0), "noise": jax.random.key(1)}, x)["params"]
     )
     # Perturb the zero-initialised convs so every path carries signal.
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(2), len(leaves))
     leaves = [p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
-    return VideoCodec(CFG, jax.tree.unflatten(tree, leaves))
+    return VideoCodec(cfg, jax.tree.unflatten(tree, leaves))
 
 
 def video(t, h, w, seed=0):
@@ -99,3 +115,17 @@ def test_tiled_vae_matches_one_shot(codec):
         o: float(jnp.mean(jnp.abs(codec.decode(z, tile=8, overlap=o, chunk_latents=1) - y))) for o in (0, 4)
     }
     assert err[4] < err[0]  # overlapping tiles with blending are closer to the one-shot decode
+
+
+def test_pixel_shortcut_codes_flat_colour_clips_exactly_at_init():
+    cfg = CFG_PATCH
+    x = jnp.ones((2, 9, 16, 24, 3)) * jnp.array([0.3, -0.6, 0.9])
+    params = nn.meta.unbox(
+        VAE(cfg).init({"params": jax.random.key(0), "noise": jax.random.key(1)}, x[:, :5, :16, :16])["params"]
+    )
+    codec = VideoCodec(cfg, params)
+    z = codec.encode(x)
+    np.testing.assert_allclose(
+        np.asarray(z[..., :3]), np.broadcast_to([0.3, -0.6, 0.9], z[..., :3].shape), atol=1e-6
+    )
+    np.testing.assert_allclose(np.asarray(codec.decode(z)), np.asarray(x), atol=1e-6)

@@ -11,6 +11,7 @@ from fakes import FakeSource
 import jaxsora.train.vae as vae_train
 from jaxsora.config import load_config
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings
+from jaxsora.train.optim import lr_at, schedule
 
 SMALL = [
     "data.crop=square",
@@ -43,8 +44,8 @@ def test_a_few_steps_lower_the_loss(tmp_path):
     def recording(use_gan):
         step = original(use_gan)
 
-        def wrapped(state, video, rng):
-            out = step(state, video, rng)
+        def wrapped(*args):
+            out = step(*args)
             losses.append(float(out[1]["loss"]))
             return out
 
@@ -101,3 +102,29 @@ def test_sigterm_saves_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert int(resumed.state.step) == 4
     for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_precompiled_steps_equal_jitted_ones(tmp_path, monkeypatch):
+    overrides = [*SMALL, "data.frame_choices=(1,5)", "vae_train.steps=3", "vae_train.ckpt_every=100"]
+    config = load_config("configs/tiny.py", overrides)
+    assert vae_train.expected_batch_shapes(config) == [(8, 1, 32, 32, 3), (8, 5, 32, 32, 3)]
+    ahead = vae_train.VAETrainer(config, tmp_path / "a")
+    ahead.run(progress=False)
+    assert all(f.done() and f.exception() is None for f in ahead.step_fn(False).futures.values())
+
+    monkeypatch.setattr(vae_train, "expected_batch_shapes", lambda config: [])
+    lazy = vae_train.VAETrainer(config, tmp_path / "b")
+    lazy.run(progress=False)
+    assert not lazy.step_fn(False).futures
+    for a, b in zip(jax.tree.leaves(ahead.state), jax.tree.leaves(lazy.state), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_learning_rate_schedule_matches_optax_and_follows_progress():
+    config = load_config("configs/tiny.py", [])
+    opt = config.vae_train.optim
+    sched = schedule(opt, 200)
+    for step in (0, 5, 20, 21, 100, 199, 200, 250):
+        assert abs(lr_at(opt, step, 200) - float(sched(step))) < 1e-9
+    assert lr_at(opt, 100, 200, progress=1.0) == pytest.approx(opt.lr * opt.final_lr_fraction)
+    assert lr_at(opt, 100, 200, progress=0.0) == pytest.approx(opt.lr)

@@ -34,7 +34,7 @@ class VAEConfig:
     channels: int = 64
     channel_mult: tuple[int, ...] = (1, 2, 4, 4)  # one entry per level; len - 1 spatial 2x downsamplings
     temporal_down: tuple[bool, ...] = (False, True, True)  # per downsampling: also halve time?
-    num_res_blocks: int = 2
+    num_res_blocks: int | tuple[int, ...] = 2  # encoder blocks per level (one count, or one per level)
     latent_channels: int = 16
     norm: str = (
         "rms"  # rms: over channels per voxel (tileable) | group: GroupNorm per frame (causal, not tileable)
@@ -45,6 +45,13 @@ class VAEConfig:
     )
     dtype: str = "bfloat16"  # compute dtype; params are float32
     remat: bool = False  # rematerialise residual blocks in the backward pass (long/large clips)
+    patch_size: int = 1  # pixel patches folded into channels at the input and unfolded at the output
+    conv2d_levels: int = 0  # res blocks of this many highest-resolution levels use 1x3x3 (per-frame) kernels
+    decoder_extra_blocks: int = 1  # the decoder has this many more res blocks per level than the encoder
+    # End-to-end colour shortcut: latent channels 0-2 carry each block's mean colour (plus a learned
+    # correction), and the decoder adds them back, upsampled, to its (zero-initialised) output.
+    pixel_shortcut: bool = False
+    logvar_init: float = 0.0  # added to the posterior's log-variance (negative: start near-deterministic)
 
     def __post_init__(self):
         if self.norm not in ("rms", "group"):
@@ -54,10 +61,26 @@ class VAEConfig:
                 f"temporal_down needs one entry per downsampling ({len(self.channel_mult) - 1}), "
                 f"got {self.temporal_down}"
             )
+        if isinstance(self.num_res_blocks, tuple) and len(self.num_res_blocks) != len(self.channel_mult):
+            raise ValueError(
+                f"num_res_blocks needs one count per level ({len(self.channel_mult)}), got {self.num_res_blocks}"
+            )
+        if self.pixel_shortcut and self.latent_channels < 3:
+            raise ValueError("vae.pixel_shortcut needs at least 3 latent channels (the block colours)")
+        if self.patch_size < 1:
+            raise ValueError(f"vae.patch_size must be >= 1, got {self.patch_size}")
+
+    def blocks(self, level: int) -> int:
+        """Encoder res blocks at ``level`` (the decoder has ``decoder_extra_blocks`` more)."""
+        n = self.num_res_blocks
+        return n[level] if isinstance(n, tuple) else n
+
+    def kernel(self, level: int) -> tuple[int, int, int]:
+        return (1, 3, 3) if level < self.conv2d_levels else (3, 3, 3)
 
     @property
     def spatial_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
+        return self.patch_size * 2 ** (len(self.channel_mult) - 1)
 
     @property
     def temporal_factor(self) -> int:
@@ -68,6 +91,8 @@ class VAEConfig:
         d = dict(section)
         d["channel_mult"] = tuple(d["channel_mult"])
         d["temporal_down"] = tuple(bool(v) for v in d["temporal_down"])
+        if not isinstance(d.get("num_res_blocks", 0), int):
+            d["num_res_blocks"] = tuple(int(n) for n in d["num_res_blocks"])
         return cls(**d)
 
 
@@ -170,16 +195,55 @@ class ResBlock(nn.Module):
     dtype: Dtype = jnp.bfloat16
     norm: str = "rms"
     zero_init: bool = True
+    kernel: tuple[int, int, int] = (3, 3, 3)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h = make_norm(self.norm, self.dtype)(x)
-        h = CausalConv3d(self.features, dtype=self.dtype, name="conv1")(nn.silu(h))
+        h = CausalConv3d(self.features, self.kernel, dtype=self.dtype, name="conv1")(nn.silu(h))
         h = make_norm(self.norm, self.dtype)(h)
-        h = CausalConv3d(self.features, dtype=self.dtype, zero_init=self.zero_init, name="conv2")(nn.silu(h))
+        h = CausalConv3d(
+            self.features, self.kernel, dtype=self.dtype, zero_init=self.zero_init, name="conv2"
+        )(nn.silu(h))
         if x.shape[-1] != self.features:
             x = CausalConv3d(self.features, kernel=(1, 1, 1), dtype=self.dtype, name="skip")(x)
         return nn.with_logical_constraint(x.astype(self.dtype) + h, ACT_AXES)
+
+
+def pixels_to_patches(x: jax.Array, p: int) -> jax.Array:
+    """``[B, T, H, W, C] -> [B, T, H/p, W/p, p*p*C]``: each ``p x p`` pixel patch folded into channels."""
+    if p == 1:
+        return x
+    b, t, h, w, c = x.shape
+    x = x.reshape(b, t, h // p, p, w // p, p, c).transpose(0, 1, 2, 4, 3, 5, 6)
+    return x.reshape(b, t, h // p, w // p, p * p * c)
+
+
+def patches_to_pixels(x: jax.Array, p: int) -> jax.Array:
+    """The inverse of :func:`pixels_to_patches`."""
+    if p == 1:
+        return x
+    b, t, h, w, c = x.shape
+    x = x.reshape(b, t, h, w, p, p, c // (p * p)).transpose(0, 1, 2, 4, 3, 5, 6)
+    return x.reshape(b, t, h * p, w * p, c // (p * p))
+
+
+def block_mean(x: jax.Array, s: int, f: int) -> jax.Array:
+    """Mean of each ``s x s`` pixel block over each latent frame's pixel frames, causally: a clip start
+    (``1 + f*k`` frames) has its first frame alone, a continuation chunk (``f*k`` frames) none alone."""
+    b, t, h, w, c = x.shape
+    x = x.astype(jnp.float32).reshape(b, t, h // s, s, w // s, s, c).mean(axis=(3, 5))
+    head, rest = x[:, : t % f], x[:, t % f :]
+    rest = rest.reshape(b, rest.shape[1] // f, f, h // s, w // s, c).mean(axis=2)
+    return jnp.concatenate([head, rest], axis=1)
+
+
+def block_upsample(z: jax.Array, s: int, f: int, is_first: bool) -> jax.Array:
+    """The inverse layout of :func:`block_mean` (nearest): each latent voxel repeated over its ``s x s``
+    block and its ``f`` frames (the first latent frame of a clip over its one frame)."""
+    z = jnp.repeat(jnp.repeat(z, s, axis=2), s, axis=3)
+    z = jnp.repeat(z, f, axis=1)
+    return z[:, f - 1 :] if is_first else z
 
 
 def space_to_channel(x: jax.Array, out_channels: int, temporal: bool) -> jax.Array:
@@ -279,11 +343,14 @@ class Encoder(nn.Module):
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
         block = _block(cfg)
-        x = nn.with_logical_constraint(x, ACT_AXES)
+        x = x_pixels = nn.with_logical_constraint(x, ACT_AXES)
+        x = pixels_to_patches(x, cfg.patch_size)
         h = CausalConv3d(cfg.channels * cfg.channel_mult[0], dtype=dtype, name="conv_in")(x)
         for level, mult in enumerate(cfg.channel_mult):
-            for j in range(cfg.num_res_blocks):
-                h = block(cfg.channels * mult, dtype=dtype, name=f"down{level}_block{j}")(h)
+            for j in range(cfg.blocks(level)):
+                h = block(
+                    cfg.channels * mult, dtype=dtype, kernel=cfg.kernel(level), name=f"down{level}_block{j}"
+                )(h)
             if level < len(cfg.channel_mult) - 1:
                 h = Downsample(
                     cfg.channels * mult,
@@ -294,11 +361,18 @@ class Encoder(nn.Module):
                 )(h)
         h = block(h.shape[-1], dtype=dtype, name="mid_block")(h)
         h = nn.silu(make_norm(cfg.norm, dtype, name="norm_out")(h))
-        moments = CausalConv3d(2 * cfg.latent_channels, dtype=jnp.float32, name="conv_out")(h)
+        moments = CausalConv3d(
+            2 * cfg.latent_channels, dtype=jnp.float32, zero_init=cfg.pixel_shortcut, name="conv_out"
+        )(h)
         mean, logvar = jnp.split(moments.astype(jnp.float32), 2, axis=-1)
         if cfg.shortcut:  # the bottleneck's shortcut: features averaged in groups down to the latent channels
-            mean = mean + h.reshape(*h.shape[:-1], cfg.latent_channels, -1).astype(jnp.float32).mean(-1)
-        return mean, jnp.clip(logvar, -30.0, 20.0)
+            skip = h.reshape(*h.shape[:-1], cfg.latent_channels, -1).astype(jnp.float32).mean(-1)
+            if cfg.pixel_shortcut:  # the colour channels get the pixels' block means instead
+                skip = skip.at[..., :3].set(0.0)
+            mean = mean + skip
+        if cfg.pixel_shortcut:
+            mean = mean.at[..., :3].add(block_mean(x_pixels, cfg.spatial_factor, cfg.temporal_factor))
+        return mean, jnp.clip(logvar + cfg.logvar_init, -30.0, 20.0)
 
 
 class Decoder(nn.Module):
@@ -314,8 +388,13 @@ class Decoder(nn.Module):
             h = h + jnp.repeat(z.astype(dtype), h.shape[-1] // z.shape[-1], axis=-1)
         h = block(h.shape[-1], dtype=dtype, name="mid_block")(h)
         for level in reversed(range(len(cfg.channel_mult))):
-            for j in range(cfg.num_res_blocks + 1):
-                h = block(cfg.channels * cfg.channel_mult[level], dtype=dtype, name=f"up{level}_block{j}")(h)
+            for j in range(cfg.blocks(level) + cfg.decoder_extra_blocks):
+                h = block(
+                    cfg.channels * cfg.channel_mult[level],
+                    dtype=dtype,
+                    kernel=cfg.kernel(level),
+                    name=f"up{level}_block{j}",
+                )(h)
             if level > 0:
                 h = Upsample(
                     cfg.channels * cfg.channel_mult[level - 1],
@@ -325,7 +404,14 @@ class Decoder(nn.Module):
                     name=f"up{level}",
                 )(h, is_first)
         h = nn.silu(make_norm(cfg.norm, dtype, name="norm_out")(h))
-        return CausalConv3d(3, dtype=jnp.float32, name="conv_out")(h).astype(jnp.float32)
+        p = cfg.patch_size
+        out = CausalConv3d(3 * p * p, dtype=jnp.float32, zero_init=cfg.pixel_shortcut, name="conv_out")(h)
+        out = patches_to_pixels(out.astype(jnp.float32), p)
+        if cfg.pixel_shortcut:
+            out = out + block_upsample(
+                z[..., :3].astype(jnp.float32), cfg.spatial_factor, cfg.temporal_factor, is_first
+            )
+        return out
 
 
 class VAE(nn.Module):

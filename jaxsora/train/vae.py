@@ -7,6 +7,7 @@ state sharded over the mesh by the logical-axis rules and the batch over (data, 
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import pathlib
@@ -22,12 +23,14 @@ import numpy as np
 import optax
 
 from jaxsora import parallel
+from jaxsora.data import geometry
+from jaxsora.data.buckets import batch_size_for
 from jaxsora.data.pipeline import batched_dataset, make_source
 from jaxsora.models.vae import VAE, VAEConfig
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
 from jaxsora.train.loop import PreemptionGuard, Progress
-from jaxsora.train.optim import ema_update, make_optimizer, schedule
+from jaxsora.train.optim import ema_update, lr_at, make_unscaled_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,11 @@ def losses(
         {"params": params}, video, sample=tc.sample_posterior, rngs={"noise": rng}
     )
     diff = recon - video
+    w0 = tc.get("first_frame_weight", 1.0)
+    if w0 != 1.0 and video.shape[1] > 1:  # the first frame is coded alone, as an image is: weight it apart
+        t = video.shape[1]
+        w = jnp.ones((t,), jnp.float32).at[0].set(w0) * (t / (t - 1 + w0))
+        diff = diff * jnp.sqrt(w)[None, :, None, None, None]
     parts = {
         "l1": jnp.mean(jnp.abs(diff)),
         "l2": jnp.mean(jnp.square(diff)),
@@ -112,13 +120,18 @@ def losses(
     return loss, (recon, parts)
 
 
-def train_step(state: VAETrainState, video, rng, *, model, disc, tx, dtx, tc, use_gan: bool):
+def _scaled(updates, lr):
+    return jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
+
+
+def train_step(state: VAETrainState, video, rng, lr, *, model, disc, tx, dtx, tc, use_gan: bool):
+    """One step at learning rate ``lr`` (a traced scalar: the schedule is evaluated on the host)."""
     loss_fn = functools.partial(losses, model=model, disc=disc, tc=tc, use_gan=use_gan)
     (_, (recon, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.disc_params, video, rng
     )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params = optax.apply_updates(state.params, _scaled(updates, lr))
     disc_params, disc_opt_state = state.disc_params, state.disc_opt_state
     if use_gan:
         fake = jax.lax.stop_gradient(recon)
@@ -130,15 +143,18 @@ def train_step(state: VAETrainState, video, rng, *, model, disc, tx, dtx, tc, us
 
         d_loss, d_grads = jax.value_and_grad(d_loss_fn)(disc_params)
         d_updates, disc_opt_state = dtx.update(d_grads, disc_opt_state, disc_params)
-        disc_params = optax.apply_updates(disc_params, d_updates)
+        disc_params = optax.apply_updates(disc_params, _scaled(d_updates, lr))
         parts["d_loss"] = d_loss
     parts["psnr"] = jnp.mean(metrics_lib.psnr(recon, video))
     parts["grad_norm"] = optax.tree.norm(grads)
+    decay = tc.ema_decay
+    if tc.get("ema_warmup", False):  # average over the steps so far while they are fewer than 1/(1-decay)
+        decay = jnp.minimum(decay, (1.0 + state.step) / (10.0 + state.step))
     new_state = state.replace(
         step=state.step + 1,
         params=params,
         opt_state=opt_state,
-        ema_params=ema_update(state.ema_params, params, tc.ema_decay),
+        ema_params=ema_update(state.ema_params, params, decay),
         disc_params=disc_params,
         disc_opt_state=disc_opt_state,
     )
@@ -153,8 +169,8 @@ class VAEParts:
         self.model = VAE(self.cfg)
         tc = config.vae_train
         self.disc = PatchDiscriminator(tc.disc_channels, dtype=jnp.dtype(self.cfg.dtype))
-        self.tx = make_optimizer(tc.optim, tc.steps)
-        self.dtx = make_optimizer(tc.optim, tc.steps)
+        self.tx = make_unscaled_optimizer(tc.optim)
+        self.dtx = make_unscaled_optimizer(tc.optim)
 
     def init(self, rng) -> VAETrainState:
         k1, k2, k3 = jax.random.split(rng, 3)
@@ -172,8 +188,74 @@ class VAEParts:
         )
 
 
+class _StepDispatch:
+    """A jitted train step that uses ahead-of-time compiled executables for the batch shapes it was told to
+    expect (compiled in background threads while the data workers start), and jit for any other shape."""
+
+    def __init__(self, jitted, compiler_options: dict | None = None):
+        self.jitted = jitted
+        self.compiler_options = compiler_options
+        self.futures: dict[tuple[int, ...], concurrent.futures.Future] = {}
+        self.compile_seconds: dict[tuple[int, ...], float] = {}
+
+    def precompile(self, pool, mesh, state, shapes, rng) -> None:
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
+        lr = jax.ShapeDtypeStruct((), jnp.float32)
+        sharding = parallel.batch_sharding(mesh, 5)
+
+        def compile_for(shape):
+            t0 = time.perf_counter()
+            with parallel.mesh_context(mesh):  # contexts are per thread
+                video = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=sharding)
+                compiled = self.jitted.lower(abstract, video, rng, lr).compile(self.compiler_options)
+            self.compile_seconds[shape] = time.perf_counter() - t0
+            return compiled
+
+        for shape in shapes:
+            self.futures[tuple(shape)] = pool.submit(compile_for, tuple(shape))
+
+    def __call__(self, state, video, rng, lr):
+        future = self.futures.get(tuple(video.shape))
+        if future is not None:
+            return future.result()(state, video, rng, lr)
+        return self.jitted(state, video, rng, lr)
+
+
+def expected_batch_shapes(config: ml_collections.ConfigDict) -> list[tuple[int, ...]]:
+    """The batch shapes the pipeline will emit, where the config fixes them (square crops and a fixed list
+    of frame counts); [] where it cannot tell."""
+    d = config.data
+    if d.crop != "square" or not d.frame_choices:
+        return []
+    images = config.vae_train.get("image_batches", True)
+    side, _ = geometry.plan_size(1 << 14, 1 << 14, max_pixels=d.max_pixels, multiple=d.spatial_multiple)
+    counts = list(d.frame_choices)
+    if d.source == "synthetic":
+        if d.synthetic.image_fraction <= 0:
+            counts = [c for c in counts if c > 1] or counts
+        if d.synthetic.min_frames >= max(counts):
+            counts = [c for c in counts if c == 1 or c == max(counts)]
+    shapes = []
+    for t in counts:
+        if t == 1 and not images:
+            continue
+        b = batch_size_for(
+            (t, side, side),
+            max_batch_pixels=d.max_batch_pixels,
+            max_batch_size=d.max_batch_size,
+            multiple=d.batch_multiple,
+        )
+        shapes.append((b, t, side, side, 3))
+    return shapes
+
+
 class VAETrainer:
-    """Builds the model, mesh, sharded state, data and jitted steps from a config; ``run()`` trains."""
+    """Builds the model, mesh, sharded state, data and jitted steps from a config; ``run()`` trains.
+
+    With ``vae_train.time_limit_s`` the learning rate's cosine decay follows the fraction of the time budget
+    used since the first step (a resumed run anneals the rest of the schedule over its own budget), so a
+    time-bounded run ends annealed however many steps the machine manages.
+    """
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
         check_data_matches_vae(config)
@@ -190,7 +272,6 @@ class VAETrainer:
         self.parts = VAEParts(config)
         self.cfg, self.model, self.disc = self.parts.cfg, self.parts.model, self.parts.disc
         self.tx, self.dtx = self.parts.tx, self.parts.dtx
-        self.lr = schedule(self.tc.optim, self.tc.steps)
         self._steps: dict[bool, Any] = {}
 
     # -- state -----------------------------------------------------------------------------------------
@@ -202,6 +283,7 @@ class VAETrainer:
             return init(jax.random.key(self.config.seed))
 
     def step_fn(self, use_gan: bool):
+        """``(state, video, rng, lr) -> (state, metrics, reconstruction)``."""
         if use_gan not in self._steps:
             fn = functools.partial(
                 train_step,
@@ -213,17 +295,25 @@ class VAETrainer:
                 use_gan=use_gan,
             )
             batch = parallel.batch_sharding(self.mesh, 5)
-            self._steps[use_gan] = jax.jit(
-                fn,
-                in_shardings=(self.shardings, batch, None),
-                out_shardings=(self.shardings, None, batch),
-                donate_argnums=0,
+            level = self.tc.get("xla_autotune_level", -1)
+            self._steps[use_gan] = _StepDispatch(
+                jax.jit(
+                    fn,
+                    in_shardings=(self.shardings, batch, None, None),
+                    out_shardings=(self.shardings, None, batch),
+                    donate_argnums=0,
+                ),
+                compiler_options={"xla_gpu_autotune_level": level} if level >= 0 else None,
             )
         return self._steps[use_gan]
+
+    def learning_rate(self, step: int, progress: float | None) -> float:
+        return lr_at(self.tc.optim, step, self.tc.steps, progress)
 
     # -- loop ------------------------------------------------------------------------------------------
     def run(self, *, progress: bool = True) -> dict[str, float]:
         tc, config = self.tc, self.config
+        t_start = time.perf_counter()
         save_config(self.workdir, config)
         source = make_source(config.data)
         data_iter = iter(batched_dataset(source, config))
@@ -233,26 +323,56 @@ class VAETrainer:
         if start is not None:
             state = ckpt.restore(abstract_with_shardings(state), data_iter)
             log.info("resumed from step %d", start)
-        step = int(state.step)
+        step = first_step = int(state.step)
+        rng = jax.random.key(config.seed + 1)
+        # Compile the train step for the batch shapes to come while the data workers start.
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+        use_gan0 = tc.disc_start >= 0 and step >= tc.disc_start
+        shapes = expected_batch_shapes(config)
+        if shapes and step < tc.steps:
+            with parallel.mesh_context(self.mesh):
+                self.step_fn(use_gan0).precompile(pool, self.mesh, state, shapes, jax.random.fold_in(rng, 0))
         writer = metrics_lib.MetricWriter(self.workdir, enabled=jax.process_index() == 0)
         bar = Progress(tc.steps, step, "train-vae") if progress else None
-        rng = jax.random.key(config.seed + 1)
         last: dict[str, float] = {}
-        t_start = time.perf_counter()
         parts = None
+        t_train0 = None  # when the first step starts (data and compiled step ready)
+        data_wait = 0.0  # seconds the loop waited for data after the first step
+        skipped = 0
+        image_batches = tc.get("image_batches", True)
+        deadline = t_start + tc.time_limit_s if tc.time_limit_s else None
+        start_frac = step / max(tc.steps, 1)
         with PreemptionGuard() as guard, parallel.mesh_context(self.mesh):
             while step < tc.steps:
+                t0 = time.perf_counter()
                 batch = next(data_iter)
+                if t_train0 is not None:
+                    data_wait += time.perf_counter() - t0
+                if not image_batches and batch["video"].shape[1] == 1:
+                    skipped += 1  # images are coded as a video's first frame: trained as such
+                    continue
                 video = parallel.put_batch(self.mesh, batch["video"])
                 use_gan = tc.disc_start >= 0 and step >= tc.disc_start
-                state, parts, recon = self.step_fn(use_gan)(state, video, jax.random.fold_in(rng, step))
+                fn = self.step_fn(use_gan)
+                if t_train0 is None:
+                    future = fn.futures.get(tuple(video.shape)) if isinstance(fn, _StepDispatch) else None
+                    if future is not None:
+                        future.result()
+                    t_train0 = time.perf_counter()
+                    log.info("first step at %.1f s (data and compiled step ready)", t_train0 - t_start)
+                frac = None
+                if deadline is not None:
+                    used = (time.perf_counter() - t_train0) / max(deadline - t_train0, 1e-9)
+                    frac = max(step / max(tc.steps, 1), start_frac + (1 - start_frac) * used)
+                lr = self.learning_rate(step, frac)
+                state, parts, recon = fn(state, video, jax.random.fold_in(rng, step), np.float32(lr))
                 step += 1
                 b, t = batch["video"].shape[:2]
                 if bar:
                     bar.update(b, b * t)
                 if step % tc.log_every == 0 or step == tc.steps:
                     last = {k: float(v) for k, v in jax.device_get(parts).items()}
-                    last["lr"] = float(self.lr(step))
+                    last["lr"] = lr
                     if bar:
                         last.update(bar.rates())
                         bar.bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "psnr")}, refresh=False)
@@ -262,21 +382,37 @@ class VAETrainer:
                     writer.image(
                         step, "reconstruction", metrics_lib.comparison_strip(clip, np.asarray(recon)[0])
                     )
-                ckpt.save(step, state, data_iter, force=step == tc.steps)
+                saved = False
+                if (tc.ckpt_every and step % tc.ckpt_every == 0) or step == tc.steps:
+                    saved = ckpt.save(step, state, data_iter, force=step == tc.steps)
                 if guard.requested or ckpt.reached_preemption(step):
                     log.warning("preemption requested: saving step %d and stopping", step)
-                    ckpt.save(step, state, data_iter, force=True)
+                    if not saved:
+                        ckpt.save(step, state, data_iter, force=True)
                     break
-                if tc.time_limit_s and time.perf_counter() - t_start > tc.time_limit_s:
+                if deadline is not None and time.perf_counter() > deadline:
                     log.warning(
                         "time limit of %.0f s reached: saving step %d and stopping", tc.time_limit_s, step
                     )
-                    ckpt.save(step, state, data_iter, force=True)
+                    if not saved:
+                        ckpt.save(step, state, data_iter, force=True)
                     break
+        jax.block_until_ready(state)
+        t_end = time.perf_counter()
+        pool.shutdown(wait=False, cancel_futures=True)
         if parts is not None and "loss" not in last:
             last = {k: float(v) for k, v in jax.device_get(parts).items()}
-        last["train_seconds"] = time.perf_counter() - t_start
+        last["train_seconds"] = t_end - t_start
+        last["first_step_s"] = (t_train0 or t_end) - t_start
         last["steps"] = step
+        if step > first_step and t_train0 is not None:
+            last["steps_per_s"] = (step - first_step) / max(t_end - t_train0, 1e-9)
+            last["data_wait_s"] = data_wait
+        if isinstance(self._steps.get(use_gan0), _StepDispatch):
+            for shape, seconds in self._steps[use_gan0].compile_seconds.items():
+                last[f"compile_s_{'x'.join(map(str, shape[:2]))}"] = seconds
+        if skipped:
+            last["skipped_image_batches"] = skipped
         ckpt.close()
         data_iter.close()
         writer.close()
