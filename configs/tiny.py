@@ -110,9 +110,10 @@ def get_config() -> ml_collections.ConfigDict:
     dit.qk_norm = True
     dit.rope_theta = 10_000.0
     dit.freq_dim = 64
-    dit.dtype = "bfloat16"
-    dit.scan = True
-    dit.remat = "none"  # none | full | dots | dots_no_batch | save_attention
+    dit.dtype = "bfloat16"  # matmul compute dtype (params stay float32)
+    dit.residual_dtype = "float32"  # float32 | bfloat16: the residual stream between blocks
+    dit.scan = True  # nn.scan over blocks (fast compiles) or a Python loop (no per-layer stacking copies)
+    dit.remat = "none"  # none | full | dots | dots_no_batch | save_attention (jaxsora/models/layers.py)
     dit.attention = "auto"  # auto | xla | cudnn | splash
 
     # Rectified flow (jaxsora/diffusion.py).

@@ -104,6 +104,7 @@ class Case:
     batch: int = 1
     impl: str = ""  # jaxsora | jaxsora remat=... | diffusers eager | diffusers compile | ...
     remat: str = "none"  # jax
+    params: str = "float32"  # jax training: dtype of params and Adam state (diffusers' run: bfloat16)
     compile: str = ""  # torch: "" (eager) | regional | full
     checkpointing: bool = False  # torch
     groups: tuple[str, ...] = ()
@@ -142,6 +143,31 @@ def _cases() -> list[Case]:
         )
     g = ("dit", "dit-train", "dit-b8")
     out.append(Case("jax-train-small-b8", "jax", "train", SMALL, 8, "jaxsora", groups=g))
+    out.append(
+        Case(
+            "jax-train-small-b8-bf16",
+            "jax",
+            "train",
+            SMALL,
+            8,
+            "jaxsora, bf16 params+Adam",
+            params="bfloat16",
+            groups=g,
+        )
+    )
+    for policy in ("dots", "save_attention"):
+        out.append(
+            Case(
+                f"jax-train-small-b8-remat-{policy}",
+                "jax",
+                "train",
+                SMALL,
+                8,
+                f"jaxsora remat={policy}",
+                remat=policy,
+                groups=("extra",),
+            )
+        )
     out.append(Case("torch-eager-train-small-b8", "torch", "train", SMALL, 8, "diffusers eager", groups=g))
     out.append(
         Case(
@@ -340,6 +366,14 @@ def jax_dit_config(args, remat: str):
     config = load_config(str(REPO / "configs" / "wan13b_shape.py"))
     section = dict(config.dit)
     section["remat"] = remat
+    for item in args.jax_dit:
+        key, _, value = item.partition("=")
+        if key not in section:
+            raise SystemExit(f"--jax-dit {item!r}: dit has no {key!r} (keys: {', '.join(section)})")
+        default = section[key]
+        section[key] = (
+            (value.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)(value)
+        )
     kw = wan_kwargs(args.tiny)
     if args.tiny:
         section.update(
@@ -403,7 +437,7 @@ def run_jax_dit(case: Case, args) -> dict:
         opt_cfg = load_config(str(REPO / "configs" / "wan13b_shape.py")).train.optim
         tx = make_unscaled_optimizer(opt_cfg)
         lr = jnp.float32(1e-5)
-        params = random_like_tree(shapes, 1, jnp.float32)
+        params = random_like_tree(shapes, 1, jnp.dtype(case.params))
         state = {"params": params, "opt": jax.jit(tx.init)(params)}
         if args.jax_ema:
             state["ema"] = jax.tree.map(jnp.copy, params)
@@ -440,6 +474,17 @@ def run_jax_dit(case: Case, args) -> dict:
         jax.block_until_ready(call(compiled))
         times.append(time.perf_counter() - t0)
     result.update(step_s=median(times), times=times)
+    if args.profile:
+        import gpu_profile
+
+        summary = gpu_profile.profile(
+            lambda: jax.block_until_ready(call(compiled)),
+            calls=3,
+            log_dir=str(pathlib.Path(args.profile) / case.name),
+            device_match="CPU" if args.tiny else "GPU",
+        )
+        result["profile"] = summary
+        print(f"[{case.name}] profile\n{gpu_profile.format_summary(summary)}", flush=True)
     return result
 
 
@@ -650,6 +695,8 @@ def run_torch_vae(case: Case, args) -> dict:
 
 def run_case(case: Case, args) -> dict:
     row = case_row(case, args.tiny)
+    if case.side == "jax" and case.work != "vae" and args.jax_dit:
+        row["impl"] += f" ({', '.join(args.jax_dit)})"
     t0 = time.perf_counter()
     try:
         if case.side == "jax":
@@ -871,6 +918,18 @@ def main(argv=None):
     p.add_argument(
         "--jax-ema", action="store_true", help="keep an f32 EMA in jaxsora's step (as the trainer)"
     )
+    p.add_argument(
+        "--jax-dit",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override configs/wan13b_shape.py's dit section in jaxsora's DiT cases (e.g. scan=false)",
+    )
+    p.add_argument(
+        "--profile",
+        default="",
+        help="jaxsora DiT cases: profile 3 steps into DIR/<case> and summarise kernels",
+    )
     p.add_argument("--tiny", action="store_true", help="tiny widths and shapes (CPU check of the script)")
     p.add_argument("--list", action="store_true", help="list the cases and groups")
     p.add_argument("--report", nargs="+", metavar="JSON", help="merge these results into one table and exit")
@@ -907,6 +966,8 @@ def main(argv=None):
         f"--jax-infer-params={args.jax_infer_params}",
     ]
     passthrough += ["--tiny"] * args.tiny + ["--jax-ema"] * args.jax_ema
+    passthrough += [f"--profile={args.profile}"] * bool(args.profile)
+    passthrough += [f"--jax-dit={item}" for item in args.jax_dit]
     rows = run_all(cases, args, passthrough)
     text = tables(rows, args.peak_tflops)
     print(text)

@@ -26,6 +26,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 IMPLEMENTATIONS = ("auto", "xla", "cudnn", "splash")
 _NEG = -1e30
@@ -71,15 +72,49 @@ def attention(
     if impl != "xla" and q_segment_ids is not None and not max_segments:
         raise ValueError(f"the {impl} attention kernel needs max_segments with segment ids")
     if impl == "cudnn":
-        out = _cudnn(q, k, v, q_segment_ids, kv_segment_ids, max_segments)
+        kernel = functools.partial(_cudnn, max_segments=max_segments)
     elif impl == "splash":
-        out = _splash(q, k, v, q_segment_ids, kv_segment_ids)
+        kernel = _splash
     else:
-        return _xla(q, k, v, q_segment_ids, kv_segment_ids)
+        kernel = _xla
+    segments = () if q_segment_ids is None else (q_segment_ids, kv_segment_ids)
+    out = saveable(lambda q, k, v, *seg: kernel(q, k, v, *(seg or (None, None))), RESIDUALS)(
+        q, k, v, *segments
+    )
+    if impl == "xla":
+        return out
     if q_segment_ids is not None:  # rows with nothing to attend: zeros, as the xla path gives
         kv_len, _ = packed_lengths(kv_segment_ids, max_segments)
         out = jnp.where(_has_partner(q_segment_ids, kv_len)[:, :, None, None], out, 0).astype(out.dtype)
     return out
+
+
+RESIDUALS = "attention"  # the name remat policies use to keep the attention kernels' residuals
+
+
+def saveable(kernel, name: str):
+    """``kernel`` with its own VJP's residuals (and its output) named ``name`` by ``checkpoint_name``.
+
+    A custom-VJP kernel such as cuDNN flash attention keeps residuals of its own (the softmax statistics) that
+    no remat policy can name; under ``jax.checkpoint`` the whole forward kernel then runs again in the backward
+    pass. Through this wrapper a policy that saves ``name`` keeps them all and never re-runs the kernel;
+    without remat nothing changes (custom-VJP residuals are kept anyway)."""
+    tree = {}
+
+    @jax.custom_vjp
+    def run(*args):
+        return kernel(*args)
+
+    def fwd(*args):
+        out, vjp = jax.vjp(kernel, *args)
+        leaves, tree["def"] = jax.tree.flatten(vjp)
+        return checkpoint_name(out, name), [checkpoint_name(x, name) for x in leaves]
+
+    def bwd(residuals, g):
+        return jax.tree.unflatten(tree["def"], residuals)(g)
+
+    run.defvjp(fwd, bwd)
+    return run
 
 
 def _has_partner(segment_ids, other_lengths):
@@ -135,7 +170,7 @@ def _zero_grad_outside_bwd(valid, g):
 _zero_grad_outside.defvjp(_zero_grad_outside_fwd, _zero_grad_outside_bwd)
 
 
-def _cudnn(q, k, v, q_seg, kv_seg, max_segments):
+def _cudnn(q, k, v, q_seg, kv_seg, *, max_segments):
     if q_seg is None:
         return jax.nn.dot_product_attention(q, k, v, implementation="cudnn")
     from jax._src.cudnn.fused_attention_stablehlo import MaskType

@@ -44,6 +44,7 @@ class DiTConfig:
     rope_theta: float = 10_000.0
     freq_dim: int = 256  # sinusoidal timestep features
     dtype: str = "bfloat16"  # compute dtype; params are float32
+    residual_dtype: str = "float32"  # the residual stream between blocks (Wan keeps it in bf16)
     scan: bool = True
     remat: str = "none"
     attention: str = "auto"  # auto | xla | cudnn | splash
@@ -52,6 +53,10 @@ class DiTConfig:
     def __post_init__(self):
         if self.mlp not in ("gelu", "swiglu"):
             raise ValueError(f"dit.mlp must be 'gelu' or 'swiglu', got {self.mlp!r}")
+        if self.residual_dtype not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"dit.residual_dtype must be 'float32' or 'bfloat16', got {self.residual_dtype!r}"
+            )
         if self.remat not in layers.REMAT_POLICIES:
             raise ValueError(f"dit.remat must be one of {sorted(layers.REMAT_POLICIES)}, got {self.remat!r}")
 
@@ -94,10 +99,10 @@ class Block(nn.Module):
             nn.with_logical_partitioning(nn.initializers.zeros_init(), ("modulation", "embed")),
             (6, cfg.width),
         )
-        m = mod + table  # [B, S|1, 6, D] float32
-        shift1, scale1, gate1, shift2, scale2, gate2 = (m[:, :, i] for i in range(6))
+        # rows of mod + table ([B, S|1, 6, D] float32): shift, scale, gate for attention, then for the MLP
+        shift1, scale1, gate1, shift2, scale2, gate2 = range(6)
 
-        h = (layers.layer_norm(x) * (1.0 + scale1) + shift1).astype(dtype)
+        h = layers.modulated_norm(x, mod, table, shift1, scale1, dtype)
         h = layers.SelfAttention(
             cfg.num_heads,
             cfg.head_dim,
@@ -107,7 +112,7 @@ class Block(nn.Module):
             cfg.max_segments,
             name="self_attention",
         )(h, rope, segment_ids)
-        x = x + gate1 * h.astype(jnp.float32)
+        x = layers.gated_add(x, mod, table, gate1, h)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
 
         h = layers.RMSNorm("embed", dtype=dtype, name="cross_norm")(x)
@@ -120,11 +125,11 @@ class Block(nn.Module):
             cfg.max_segments,
             name="cross_attention",
         )(h, text, segment_ids, text_segment_ids)
-        x = x + h.astype(jnp.float32)
+        x = layers.residual_add(x, h)
 
-        h = (layers.layer_norm(x) * (1.0 + scale2) + shift2).astype(dtype)
+        h = layers.modulated_norm(x, mod, table, shift2, scale2, dtype)
         h = layers.MLP(cfg.mlp_dim, cfg.mlp, dtype, name="mlp")(h)
-        x = x + gate2 * h.astype(jnp.float32)
+        x = layers.gated_add(x, mod, table, gate2, h)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         return x, None
 
@@ -158,7 +163,7 @@ class DiT(nn.Module):
         d = cfg.width
 
         x = layers.dense(d, ("patch", "embed"), dtype=dtype, name="patch_embed")(tokens.astype(dtype))
-        x = nn.with_logical_constraint(x.astype(jnp.float32), ("batch", "length", "act_embed"))
+        x = nn.with_logical_constraint(x.astype(cfg.residual_dtype), ("batch", "length", "act_embed"))
 
         temb = timestep_features(t, cfg.freq_dim)
         temb = layers.dense(d, ("freq", "embed"), dtype=jnp.float32, name="time_in")(temb)

@@ -3,20 +3,26 @@
 Every parameter carries logical axis names (mapped to mesh axes by :data:`jaxsora.parallel.LOGICAL_RULES`);
 parameters are float32, matmuls run in the module's ``dtype`` (bf16 by default) with float32 accumulation
 where it matters (norms, softmax, modulation).
+
+Memory: the elementwise pieces between matmuls (norms, activations, modulation, gated residual adds) are
+wrapped in ``jax.checkpoint`` so that the backward pass keeps only their (mostly bf16) inputs and recomputes
+the float32 intermediates on the fly; no matmul is ever recomputed by this. Without it autodiff keeps every
+float32 intermediate of a norm or a GELU: ~265 KB per token per block at Wan 1.3B's width, against ~80 KB
+with it (``experiments/bench/NOTES.md``, item "residuals").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.ad_checkpoint import checkpoint_name
 
 from jaxsora.models import rope as rope_lib
-from jaxsora.models.attention import attention
+from jaxsora.models.attention import RESIDUALS, attention
 
 Dtype = Any
 
@@ -31,13 +37,16 @@ class Dense(nn.Module):
     dtype: Dtype = jnp.bfloat16
     zero_init: bool = False
     use_bias: bool = True
+    # Elementwise function applied to the input first (e.g. the MLP's GELU); it is recomputed in the backward
+    # pass rather than kept, so only the input is stored for the gradient.
+    input_fn: Callable | None = None
 
     @nn.compact
     def __call__(self, x):
         n_in, n_out = self.num_in, len(self.features)
         if len(self.axes) != n_in + n_out:
             raise ValueError(f"{self.name}: {len(self.axes)} axis names for a {n_in}+{n_out}-dim kernel")
-        in_dims = tuple(x.shape[-n_in:])
+        in_dims = tuple(x.shape[-n_in:]) if self.input_fn is None else self.in_dims_after_fn(x)
         init = (
             nn.initializers.zeros_init()
             if self.zero_init
@@ -51,11 +60,7 @@ class Dense(nn.Module):
             in_dims + tuple(self.features),
             jnp.float32,
         )
-        y = jax.lax.dot_general(
-            x.astype(self.dtype),
-            kernel.astype(self.dtype),
-            ((tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in))), ((), ())),
-        )
+        y = _matmul(x.astype(self.dtype), kernel.astype(self.dtype), n_in, self.input_fn)
         if self.use_bias:
             bias = self.param(
                 "bias",
@@ -65,6 +70,22 @@ class Dense(nn.Module):
             )
             y = y + bias.astype(self.dtype)
         return y
+
+    def in_dims_after_fn(self, x):
+        out = jax.eval_shape(self.input_fn, jax.ShapeDtypeStruct(x.shape, self.dtype))
+        return tuple(out.shape[-self.num_in :])
+
+
+def _contract(x, kernel, n_in: int):
+    return jax.lax.dot_general(
+        x, kernel, ((tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in))), ((), ()))
+    )
+
+
+def _matmul(x, kernel, n_in: int, input_fn):
+    if input_fn is None:
+        return _contract(x, kernel, n_in)
+    return jax.checkpoint(lambda a, k: _contract(input_fn(a), k, n_in))(x, kernel)
 
 
 def dense(
@@ -76,11 +97,12 @@ def dense(
     in_axes: int | tuple[int, ...] = -1,
     zero_init: bool = False,
     use_bias: bool = True,
+    input_fn: Callable | None = None,
 ) -> Dense:
     """A :class:`Dense` over the last input dim (``in_axes=-1``) or the last few (``(-2, -1)``)."""
     feats = (features,) if isinstance(features, int) else tuple(features)
     num_in = 1 if isinstance(in_axes, int) else len(in_axes)
-    return Dense(feats, tuple(axes), num_in, dtype, zero_init, use_bias, name=name)
+    return Dense(feats, tuple(axes), num_in, dtype, zero_init, use_bias, input_fn, name=name)
 
 
 class RMSNorm(nn.Module):
@@ -97,9 +119,15 @@ class RMSNorm(nn.Module):
             nn.with_logical_partitioning(nn.initializers.ones_init(), (self.axis_name,)),
             (x.shape[-1],),
         )
-        x32 = x.astype(jnp.float32)
-        y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
-        return (y * scale).astype(self.dtype)
+        return rms_norm(x, scale, self.eps, self.dtype)
+
+
+@functools.partial(jax.checkpoint, static_argnums=(2, 3))
+def rms_norm(x, scale, eps: float, dtype):
+    """``x / rms(x) * scale`` in float32, cast to ``dtype``; the backward keeps only ``x`` and ``scale``."""
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + eps)
+    return (y * scale).astype(dtype)
 
 
 def layer_norm(x, eps: float = 1e-6):
@@ -108,6 +136,33 @@ def layer_norm(x, eps: float = 1e-6):
     mean = jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
     return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def _modulation(mod, table, i):
+    """Row ``i`` of the adaLN modulation: the per-token (or per-row) ``mod [B, S|1, K, D]`` plus a block's
+    learned ``table [K, D]``."""
+    return mod[:, :, i] + table[i]
+
+
+@functools.partial(jax.checkpoint, static_argnums=(3, 4, 5))
+def modulated_norm(x, mod, table, shift: int, scale: int, dtype):
+    """adaLN: ``layer_norm(x) * (1 + scale) + shift`` cast to ``dtype``, the shift and scale being rows of
+    ``mod + table``; the backward keeps only the inputs (``mod`` is shared by every block)."""
+    return (layer_norm(x) * (1.0 + _modulation(mod, table, scale)) + _modulation(mod, table, shift)).astype(
+        dtype
+    )
+
+
+@functools.partial(jax.checkpoint, static_argnums=(3,))
+def gated_add(x, mod, table, gate: int, h):
+    """``x + gate * h`` computed in float32 (``h`` usually bf16) and kept in ``x``'s dtype, the gate a row of
+    ``mod + table``; the backward keeps ``h`` as it is rather than a float32 copy."""
+    return (x.astype(jnp.float32) + _modulation(mod, table, gate) * h.astype(jnp.float32)).astype(x.dtype)
+
+
+def residual_add(x, h):
+    """``x + h`` computed in float32, kept in ``x``'s dtype."""
+    return (x.astype(jnp.float32) + h.astype(jnp.float32)).astype(x.dtype)
 
 
 class MLP(nn.Module):
@@ -125,14 +180,26 @@ class MLP(nn.Module):
         if self.kind == "swiglu":
             h = dense((2, self.hidden), ("embed", None, "mlp"), dtype=self.dtype, name="wi")(x)
             h = nn.with_logical_constraint(h, ("batch", "length", None, "act_mlp"))
-            h = jax.nn.silu(h[..., 0, :]) * h[..., 1, :]
+            act = _swiglu
         elif self.kind == "gelu":
             h = dense(self.hidden, ("embed", "mlp"), dtype=self.dtype, name="wi")(x)
             h = nn.with_logical_constraint(h, ("batch", "length", "act_mlp"))
-            h = jax.nn.gelu(h, approximate=True)
+            act = _gelu
         else:
             raise ValueError(f"mlp must be 'gelu' or 'swiglu', got {self.kind!r}")
-        return dense(d, ("mlp", "embed"), dtype=self.dtype, name="wo", zero_init=self.zero_init_out)(h)
+        # The activation runs inside wo's matmul function: the backward keeps wi's output only (one [.., hidden]
+        # bf16 tensor per token, not the five a GELU's autodiff would keep) and recomputes the activation.
+        return dense(
+            d, ("mlp", "embed"), dtype=self.dtype, name="wo", zero_init=self.zero_init_out, input_fn=act
+        )(h)
+
+
+def _gelu(h):
+    return jax.nn.gelu(h, approximate=True)
+
+
+def _swiglu(h):
+    return jax.nn.silu(h[..., 0, :]) * h[..., 1, :]
 
 
 class SelfAttention(nn.Module):
@@ -167,7 +234,6 @@ class SelfAttention(nn.Module):
             max_segments=self.max_segments,
             implementation=self.implementation,
         )
-        out = checkpoint_name(out, "attention_out")
         out = nn.with_logical_constraint(out, ("batch", "length", "act_heads", None))
         return dense(d, ("heads", "kv", "embed"), dtype=self.dtype, name="out", in_axes=(-2, -1))(out)
 
@@ -218,12 +284,25 @@ class CrossAttention(nn.Module):
         )(out)
 
 
+_keep_attention = jax.checkpoint_policies.save_only_these_names(RESIDUALS)
+
+# What the backward pass keeps of each block (the rest is recomputed from the block's input):
+#   none            everything autodiff needs (no recomputation);
+#   full            nothing: the whole block, attention kernels included, runs again;
+#   save_attention  the attention kernels' inputs, outputs and statistics; the matmuls and elementwise ops
+#                   around them run again (the best memory/compute trade when attention dominates: long clips);
+#   dots            every matmul output and the attention kernels' residuals; only elementwise ops run again;
+#   dots_no_batch   the same, but matmuls with batch dimensions (XLA attention's einsums) are not kept.
 REMAT_POLICIES = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    "save_attention": jax.checkpoint_policies.save_only_these_names("attention_out"),
+    "dots": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.checkpoint_dots, _keep_attention
+    ),
+    "dots_no_batch": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable, _keep_attention
+    ),
+    "save_attention": _keep_attention,
 }
 
 
