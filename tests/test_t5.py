@@ -220,3 +220,67 @@ def test_tokenizer_helper(tmp_path):
     assert tokens.dtype == np.int32 and mask.dtype == bool
     np.testing.assert_array_equal(tokens, [[3, 4, 5, 1, 0], [3, 4, 5, 6, 1]])
     np.testing.assert_array_equal(mask, [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+
+
+def _word_tokenizer(words):
+    tokenizers = pytest.importorskip("tokenizers")
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: 3 + i for i, w in enumerate(words)}}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def test_dit_trains_with_a_frozen_t5_on_its_own_tokens(tmp_path):
+    """`jaxsora train` with text_encoder.kind=t5: the packs carry the T5 tokenizer's ids for each clip's
+    caption (not the byte tokens `jaxsora encode` stored), the loss is finite and T5 stays frozen."""
+    from latent_factory import COLOURS, make_latent_dataset
+
+    from jaxsora.config import load_config
+    from jaxsora.data.latents import LatentDataset
+    from jaxsora.train import dit as dit_train
+
+    model = _hf_model("t5", "relu")
+    model.save_pretrained(tmp_path / "t5", safe_serialization=True)
+    _word_tokenizer(["a", *COLOURS, "wave", "moving", "right", "clip"]).save_pretrained(tmp_path / "t5")
+    make_latent_dataset(tmp_path / "latents", num_clips=8)
+    config = load_config(
+        "configs/tiny.py",
+        [
+            "text_encoder.kind=t5",
+            f"text_encoder.t5_path={tmp_path / 't5'}",
+            "text_encoder.dtype=float32",
+            "text.max_len=16",
+            "packing.seq_len=64",
+            "packing.max_clips_per_pack=4",
+            "packing.batch_size=8",
+            "dit.dtype=float32",
+            "dit.attention=xla",
+            "train.steps=2",
+            "train.log_every=1",
+            f"train.latents={tmp_path / 'latents'}",
+        ],
+    )
+    trainer = dit_train.DiTTrainer(config, tmp_path / "run")
+    batch = next(trainer.data())
+    records = LatentDataset(str(tmp_path / "latents"))
+    captions = [records[i]["caption"] for i in range(len(records))]
+    ids, mask = trainer.parts.text.tokenize(captions)
+    rows = batch["text_tokens"].reshape(-1, 16)[batch["text_mask"].reshape(-1, 16).any(-1)]
+    assert len(rows) and all(any((row == ids[i]).all() for i in range(len(ids))) for row in rows)
+    assert rows.max() < TINY["vocab_size"] and (rows == 1).any()  # T5 ids, with its end-of-sequence token
+    state = trainer.init_state()
+    t5_before = jax.tree.map(np.asarray, state.params["text"])
+    result = trainer.run(progress=False)
+    assert result["steps"] == 2 and np.isfinite(result["loss"])
+    from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings
+
+    restored = Checkpointer(tmp_path / "run" / "checkpoints", save_every=1, keep=1).restore(
+        abstract_with_shardings(state)
+    )
+    for a, b in zip(jax.tree.leaves(t5_before), jax.tree.leaves(restored.params["text"]), strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))

@@ -236,6 +236,19 @@ def _with_index(index: int, record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "index": np.int64(index)}
 
 
+class Retokenize(grain.transforms.Map):
+    """Replace a latent record's caption tokens (byte tokens, from ``jaxsora encode``) with the text
+    encoder's own tokenization of its caption (``tokenize: captions -> (ids [N, L], mask [N, L])``)."""
+
+    def __init__(self, tokenize):
+        self.tokenize = tokenize
+
+    def map(self, record: dict[str, Any]) -> dict[str, Any]:
+        caption = record["caption"]
+        ids, mask = self.tokenize([caption.decode() if isinstance(caption, bytes) else str(caption)])
+        return {**record, "tokens": np.asarray(ids[0], np.int32), "mask": np.asarray(mask[0], bool)}
+
+
 def packed_dataset(
     source,
     config: ml_collections.ConfigDict,
@@ -245,11 +258,14 @@ def packed_dataset(
     num_epochs: int | None = None,
     batch_size: int | None = None,
     drop_remainder: bool = True,
+    tokenize=None,
 ) -> grain.IterDataset:
     """Batches of packs ``[B, seq_len, ...]`` from a latent dataset (a ``LatentDataset``, any random-access
     source of latent records, or a ``grain.MapDataset`` of them); ``num_epochs=None`` repeats.
 
-    ``batch_size`` defaults to ``config.packing.batch_size``; 0 returns single packs, unbatched."""
+    ``batch_size`` defaults to ``config.packing.batch_size``; 0 returns single packs, unbatched.
+    ``tokenize`` (a picklable ``captions -> (ids, mask)``, e.g. ``TextEncoder.caption_tokenizer()``) re-tokenizes
+    each caption for a text encoder whose tokens are not the dataset's byte tokens (T5)."""
     pk = config.packing
     if shard_index is None or shard_count is None:
         import jax
@@ -264,6 +280,8 @@ def packed_dataset(
     if config.data.shuffle:
         ds = ds.shuffle(seed=config.seed)
     ds = ds.repeat(num_epochs)
+    if tokenize is not None:
+        ds = ds.map(Retokenize(tokenize))
     ds = ds.random_map(
         PatchClip(
             tuple(config.patch),

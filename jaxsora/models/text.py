@@ -97,6 +97,11 @@ class TextEncoder:
     def tokenize(self, captions) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def caption_tokenizer(self):
+        """A picklable ``captions -> (ids, mask)`` for the data pipeline when the latent dataset's tokens
+        (byte tokens, written by ``jaxsora encode``) are not this encoder's: None when they are."""
+        return None
+
     def empty(self) -> tuple[np.ndarray, np.ndarray]:
         ids, mask = self.tokenize([""])
         return ids[0], mask[0]
@@ -129,6 +134,7 @@ class T5Text(TextEncoder):
     def __init__(self, path: str, max_len: int, dtype: str = "bfloat16"):
         from jaxsora.models import t5
 
+        self.path = str(path)
         self.module, self.params = t5.load_hf_t5(path, dtype=jnp.dtype(dtype))
         self.width = self.module.cfg.d_model
         self.max_len = max_len
@@ -139,12 +145,36 @@ class T5Text(TextEncoder):
 
         return t5.tokenize(self._tokenizer, list(captions), self.max_len)
 
+    def caption_tokenizer(self):
+        return HFCaptionTokenizer(self.path, self.max_len)
+
     def init(self, rng):
         return jax.tree.map(jnp.asarray, self.params)  # carried in the train state, never updated
 
     def apply(self, params, ids, mask):
         states = self.module.apply({"params": params}, ids, mask)
         return jax.lax.stop_gradient(jnp.where(mask[..., None], states, 0.0))
+
+
+class HFCaptionTokenizer:
+    """``captions -> (ids, mask)`` with a local Hugging Face tokenizer, loaded on first use: it pickles as
+    just the folder and length, so Grain's worker processes each load their own."""
+
+    def __init__(self, path: str, max_len: int):
+        self.path, self.max_len, self._tokenizer = path, max_len, None
+
+    def __getstate__(self):
+        return {"path": self.path, "max_len": self.max_len}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["max_len"])
+
+    def __call__(self, captions) -> tuple[np.ndarray, np.ndarray]:
+        from jaxsora.models import t5
+
+        if self._tokenizer is None:
+            self._tokenizer = t5.load_hf_tokenizer(self.path)
+        return t5.tokenize(self._tokenizer, list(captions), self.max_len)
 
 
 def make_text_encoder(config) -> TextEncoder:

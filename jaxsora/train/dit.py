@@ -242,7 +242,11 @@ class DiTTrainer:
         return {k: parallel.put_batch(self.mesh, np.asarray(batch[k])) for k in BATCH_KEYS}
 
     def data(self):
-        return iter(packed_dataset(LatentDataset(self.tc.latents), self.config))
+        return iter(
+            packed_dataset(
+                LatentDataset(self.tc.latents), self.config, tokenize=self.parts.text.caption_tokenizer()
+            )
+        )
 
     def run(self, *, progress: bool = True) -> dict[str, float]:
         tc, config = self.tc, self.config
