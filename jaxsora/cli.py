@@ -118,6 +118,29 @@ def _cmd_eval_dit(args, overrides) -> None:
     print(f"per-video scores in {args.workdir}/eval_dit.json, sample gifs in {args.workdir}/eval_dit/")
 
 
+def _cmd_eval_modes(args, overrides) -> None:
+    import json
+
+    from jaxsora.train.modes_eval import evaluate_modes
+
+    if overrides:
+        raise ValueError("eval-modes takes no --config overrides; it uses the run's config")
+    summary = evaluate_modes(
+        args.workdir,
+        num=args.num,
+        seed=args.seed,
+        sizes=args.sizes,
+        frames=args.frames,
+        given_frames=args.given_frames,
+        new_frames=args.new_frames,
+        steps=args.steps,
+        guidance=args.guidance,
+        modes=args.modes,
+    )
+    print(json.dumps(summary, indent=2))
+    print(f"per-case results in {args.workdir}/eval_modes.json, sample gifs in {args.workdir}/eval_modes/")
+
+
 def _cmd_sample(args, overrides) -> None:
     from jaxsora.sample_cli import run
 
@@ -212,6 +235,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     p.add_argument("--batch", type=int, default=32, help="videos generated at once")
     p.set_defaults(run=_cmd_eval_dit)
+
+    p = commands.add_parser(
+        "eval-modes",
+        help="image-to-video, forward extension, loops and text-to-image on held-out synthetic clips, scored",
+        description="Score the generation modes of a trained DiT (see jaxsora/train/modes_eval.py).",
+    )
+    p.add_argument("--workdir", required=True, help="a `jaxsora train` workdir")
+    p.add_argument("--num", type=int, default=32, help="cases per mode (default 32)")
+    p.add_argument("--seed", type=int, default=3_000_017, help="synthetic-world seed of the held-out clips")
+    p.add_argument("--sizes", default="128x128,160x96,96x160", help="WxH sizes, cycled over the cases")
+    p.add_argument("--frames", type=int, default=17, help="frames of image-to-video and loop clips (1 + 4k)")
+    p.add_argument("--given-frames", type=int, default=9, help="given frames of an extension case (1 + 4k)")
+    p.add_argument("--new-frames", type=int, default=8, help="frames an extension adds (a multiple of 4)")
+    p.add_argument("--steps", type=int, default=30, help="Euler steps")
+    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+    p.add_argument(
+        "--modes", default="i2v,extend,loop,t2i", help="comma-separated subset of i2v,extend,loop,t2i"
+    )
+    p.set_defaults(run=_cmd_eval_modes)
 
     p = commands.add_parser(
         "sample",

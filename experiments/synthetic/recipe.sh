@@ -4,6 +4,8 @@
 #   2. encode CLIPS synthetic clips (configs/small.py's data: native aspect, ~128x128, 17 frames or images)
 #   3. train the DiT (configs/small.py, <= DIT_SECONDS, compiles included)
 #   4. evaluate: 64 held-out prompts -> videos -> describe() -> colour / shape / motion accuracy
+#   5. evaluate the modes (MODES_NUM cases each, 0 to skip): image-to-video first-frame PSNR, forward
+#      extension continuity, loop seams, text-to-image colour/shape accuracy (jaxsora eval-modes)
 #
 #   bash experiments/synthetic/recipe.sh [RUNS_DIR]
 #
@@ -24,3 +26,7 @@ $jaxsora train --config configs/small.py --workdir "$runs/dit" --config.train.la
 stamp "DiT trained"
 $jaxsora eval-dit --workdir "$runs/dit" --num "${EVAL_NUM:-64}" --sizes "${EVAL_SIZES:-128x128}"
 stamp "evaluated"
+if [ "${MODES_NUM:-32}" -gt 0 ]; then
+  $jaxsora eval-modes --workdir "$runs/dit" --num "${MODES_NUM:-32}" --sizes "${EVAL_SIZES:-128x128}"
+  stamp "modes evaluated"
+fi

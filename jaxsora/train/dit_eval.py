@@ -60,10 +60,22 @@ def load_trained(
 
 
 def held_out_prompts(
-    num: int, *, seed: int, sizes: list[tuple[int, int]], frames: int, exclude: set[str] = frozenset()
+    num: int,
+    *,
+    seed: int,
+    sizes: list[tuple[int, int]],
+    frames: int,
+    exclude: set[str] = frozenset(),
+    images: bool = False,
 ) -> list[dict]:
-    """``num`` prompts (descriptive captions of held-out synthetic clips) with their ground-truth objects."""
-    world = SyntheticWorld(num_clips=100 * num, seed=seed, image_fraction=0.0, min_frames=frames)
+    """``num`` prompts (descriptive captions of held-out synthetic clips, or of images with ``images``) with
+    their ground-truth objects."""
+    world = SyntheticWorld(
+        num_clips=100 * num,
+        seed=seed,
+        image_fraction=1.0 if images else 0.0,
+        min_frames=max(frames, 2),
+    )
     out = []
     index = 0
     while len(out) < num:
