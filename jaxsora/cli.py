@@ -97,48 +97,39 @@ def _cmd_train(args, overrides) -> None:
     print(f"checkpoints, samples and TensorBoard logs in {args.workdir}/")
 
 
-def _cmd_eval_dit(args, overrides) -> None:
+def _run_eval(command: str, evaluate, args, overrides, keys: tuple[str, ...]) -> None:
+    """An evaluation command: ``evaluate(workdir, **{key: args.key})``, its summary printed as JSON."""
     import json
 
+    if overrides:
+        raise ValueError(f"{command} takes no --config overrides; it uses the run's config")
+    summary = evaluate(args.workdir, **{k: getattr(args, k) for k in keys})
+    print(json.dumps(summary, indent=2))
+    out = command.replace("-", "_")
+    print(f"per-case results in {args.workdir}/{out}.json, sample gifs in {args.workdir}/{out}/")
+
+
+def _add_eval_arguments(p, *, num: int, seed: int, what: str) -> None:
+    p.add_argument("--workdir", required=True, help="a `jaxsora train` workdir")
+    p.add_argument("--num", type=int, default=num, help=f"{what} (default {num})")
+    p.add_argument("--seed", type=int, default=seed, help="synthetic-world seed of the held-out clips")
+    p.add_argument("--sizes", default="128x128,160x96,96x160", help="WxH sizes, cycled over the clips")
+    p.add_argument("--steps", type=int, default=30, help="Euler steps")
+    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+
+
+def _cmd_eval_dit(args, overrides) -> None:
     from jaxsora.train.dit_eval import evaluate
 
-    if overrides:
-        raise ValueError("eval-dit takes no --config overrides; it uses the run's config")
-    summary = evaluate(
-        args.workdir,
-        num=args.num,
-        seed=args.seed,
-        sizes=args.sizes,
-        frames=args.frames,
-        steps=args.steps,
-        guidance=args.guidance,
-        batch=args.batch,
-    )
-    print(json.dumps(summary, indent=2))
-    print(f"per-video scores in {args.workdir}/eval_dit.json, sample gifs in {args.workdir}/eval_dit/")
+    keys = ("num", "seed", "sizes", "frames", "steps", "guidance", "batch")
+    _run_eval("eval-dit", evaluate, args, overrides, keys)
 
 
 def _cmd_eval_modes(args, overrides) -> None:
-    import json
-
     from jaxsora.train.modes_eval import evaluate_modes
 
-    if overrides:
-        raise ValueError("eval-modes takes no --config overrides; it uses the run's config")
-    summary = evaluate_modes(
-        args.workdir,
-        num=args.num,
-        seed=args.seed,
-        sizes=args.sizes,
-        frames=args.frames,
-        given_frames=args.given_frames,
-        new_frames=args.new_frames,
-        steps=args.steps,
-        guidance=args.guidance,
-        modes=args.modes,
-    )
-    print(json.dumps(summary, indent=2))
-    print(f"per-case results in {args.workdir}/eval_modes.json, sample gifs in {args.workdir}/eval_modes/")
+    keys = ("num", "seed", "sizes", "frames", "given_frames", "new_frames", "steps", "guidance", "modes")
+    _run_eval("eval-modes", evaluate_modes, args, overrides, keys)
 
 
 def _cmd_sample(args, overrides) -> None:
@@ -226,13 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "eval-dit", help="text-to-video on held-out synthetic prompts, scored by the world's describe()"
     )
-    p.add_argument("--workdir", required=True, help="a `jaxsora train` workdir")
-    p.add_argument("--num", type=int, default=64, help="prompts (default 64)")
-    p.add_argument("--seed", type=int, default=2_000_003, help="synthetic-world seed of the held-out prompts")
-    p.add_argument("--sizes", default="128x128,160x96,96x160", help="WxH sizes, cycled over the prompts")
+    _add_eval_arguments(p, num=64, seed=2_000_003, what="prompts")
     p.add_argument("--frames", type=int, default=17, help="frames per video (1 + 4k)")
-    p.add_argument("--steps", type=int, default=30, help="Euler steps")
-    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     p.add_argument("--batch", type=int, default=32, help="videos generated at once")
     p.set_defaults(run=_cmd_eval_dit)
 
@@ -241,15 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="image-to-video, forward extension, loops and text-to-image on held-out synthetic clips, scored",
         description="Score the generation modes of a trained DiT (see jaxsora/train/modes_eval.py).",
     )
-    p.add_argument("--workdir", required=True, help="a `jaxsora train` workdir")
-    p.add_argument("--num", type=int, default=32, help="cases per mode (default 32)")
-    p.add_argument("--seed", type=int, default=3_000_017, help="synthetic-world seed of the held-out clips")
-    p.add_argument("--sizes", default="128x128,160x96,96x160", help="WxH sizes, cycled over the cases")
+    _add_eval_arguments(p, num=32, seed=3_000_017, what="cases per mode")
     p.add_argument("--frames", type=int, default=17, help="frames of image-to-video and loop clips (1 + 4k)")
     p.add_argument("--given-frames", type=int, default=9, help="given frames of an extension case (1 + 4k)")
     p.add_argument("--new-frames", type=int, default=8, help="frames an extension adds (a multiple of 4)")
-    p.add_argument("--steps", type=int, default=30, help="Euler steps")
-    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     p.add_argument(
         "--modes", default="i2v,extend,loop,t2i", help="comma-separated subset of i2v,extend,loop,t2i"
     )

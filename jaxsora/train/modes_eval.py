@@ -150,86 +150,77 @@ def evaluate_modes(
     clip_frames = max(frames, given_frames + new_frames)
     videos = held_out_prompts(num, seed=seed, sizes=size_list, frames=clip_frames, exclude=exclude)
 
-    def bar(name, total):
-        return tqdm(total=total, desc=f"eval-modes {name}", unit="case", disable=not progress)
+    def per_case(name: str, case) -> tuple[list[dict], float]:
+        """``case(k, item) -> (row, video)`` over the held-out clips: rows, gifs of the first few, seconds."""
+        t0, rows = time.perf_counter(), []
+        for k, it in enumerate(tqdm(videos, desc=f"eval-modes {name}", unit="case", disable=not progress)):
+            row, video = case(k, it)
+            rows.append({"prompt": it["prompt"], **row})
+            if k < gallery:
+                _write_gif(out_dir / f"{name}{k:02d}.gif", video)
+        cases[name] = rows
+        return rows, time.perf_counter() - t0
+
+    def image_to_video(k, it):
+        image = it["frames"][0]
+        out = generator.image_to_video(
+            params, [it["prompt"]], image, frames=frames, seed=seed + k, **sample_kw
+        )
+        ceiling = generator.decode(generator.encode(image)[None])[0, 0]
+        return {"psnr": psnr(out[0, 0], image), "vae_psnr": psnr(ceiling, image)}, out[0]
+
+    def extend(k, it):
+        clip = it["frames"][: given_frames + new_frames]
+        given = clip[:given_frames]
+        out = generator.extend(
+            params,
+            [it["prompt"]],
+            given,
+            new_frames=new_frames,
+            direction="forward",
+            seed=seed + k,
+            **sample_kw,
+        )[0]
+        first_new = slice(given_frames, given_frames + tf)  # the frames of the first new latent frame
+        truth = generator.decode(generator.encode(clip)[None])[0]
+        row = {**continues(given, out[first_new]), "ceiling_ok": continues(given, truth[first_new])["ok"]}
+        return row, out
+
+    def loop(k, it):
+        w, h = it["size"]
+        out = generator.loop(
+            params, [it["prompt"]], frames=frames, height=h, width=w, seed=seed + k, **sample_kw
+        )
+        return loop_seam(out[0]), np.concatenate([out[0], out[0]])  # the gif plays it twice
 
     if "i2v" in chosen:
-        t0, rows, b = time.perf_counter(), [], bar("i2v", len(videos))
-        for k, it in enumerate(videos):
-            image = it["frames"][0]
-            out = generator.image_to_video(
-                params, [it["prompt"]], image, frames=frames, seed=seed + k, **sample_kw
-            )
-            ceiling = generator.decode(generator.encode(image)[None])[0, 0]
-            rows.append(
-                {"prompt": it["prompt"], "psnr": psnr(out[0, 0], image), "vae_psnr": psnr(ceiling, image)}
-            )
-            if k < gallery:
-                _write_gif(out_dir / f"i2v{k:02d}.gif", out[0])
-            b.update()
-        b.close()
-        cases["i2v"] = rows
+        rows, seconds = per_case("i2v", image_to_video)
         summary["image_to_video"] = {
             "first_frame_psnr_db": float(np.mean([r["psnr"] for r in rows])),
             "first_frame_psnr_min_db": float(np.min([r["psnr"] for r in rows])),
             "vae_round_trip_psnr_db": float(np.mean([r["vae_psnr"] for r in rows])),
-            "seconds": time.perf_counter() - t0,
+            "seconds": seconds,
         }
-
     if "extend" in chosen:
-        t0, rows, b = time.perf_counter(), [], bar("extend", len(videos))
-        for k, it in enumerate(videos):
-            clip = it["frames"][:clip_frames]
-            given = clip[:given_frames]
-            out = generator.extend(
-                params,
-                [it["prompt"]],
-                given,
-                new_frames=new_frames,
-                direction="forward",
-                seed=seed + k,
-                **sample_kw,
-            )[0]
-            first_new = out[given_frames : given_frames + tf]  # the first new latent frame
-            truth = generator.decode(generator.encode(clip[: given_frames + new_frames])[None])[0]
-            row = {"prompt": it["prompt"], **continues(given, first_new)}
-            row["ceiling_ok"] = continues(given, truth[given_frames : given_frames + tf])["ok"]
-            rows.append(row)
-            if k < gallery:
-                _write_gif(out_dir / f"extend{k:02d}.gif", out)
-            b.update()
-        b.close()
-        cases["extend"] = rows
+        rows, seconds = per_case("extend", extend)
         summary["extend_forward"] = {
             "continues": float(np.mean([r["ok"] for r in rows])),
             "ceiling_true_continuation": float(np.mean([r["ceiling_ok"] for r in rows])),
-            "seconds": time.perf_counter() - t0,
+            "seconds": seconds,
         }
-
     if "loop" in chosen:
-        t0, rows, b = time.perf_counter(), [], bar("loop", len(videos))
-        for k, it in enumerate(videos):
-            w, h = it["size"]
-            out = generator.loop(
-                params, [it["prompt"]], frames=frames, height=h, width=w, seed=seed + k, **sample_kw
-            )
-            rows.append({"prompt": it["prompt"], **loop_seam(out[0])})
-            if k < gallery:
-                _write_gif(out_dir / f"loop{k:02d}.gif", np.concatenate([out[0], out[0]]))
-            b.update()
-        b.close()
-        cases["loop"] = rows
+        rows, seconds = per_case("loop", loop)
         summary["loop"] = {
             "seam_below_mean_change": float(np.mean([r["ok"] for r in rows])),
             "mean_seam": float(np.mean([r["seam"] for r in rows])),
             "mean_frame_change": float(np.mean([r["mean_change"] for r in rows])),
-            "seconds": time.perf_counter() - t0,
+            "seconds": seconds,
         }
 
     if "t2i" in chosen:
         t0, rows, totals = time.perf_counter(), [], {}
         images = held_out_prompts(num, seed=seed + 1, sizes=size_list, frames=1, exclude=exclude, images=True)
-        b = bar("t2i", len(images))
+        b = tqdm(total=len(images), desc="eval-modes t2i", unit="case", disable=not progress)
         for size in size_list:
             group = [it for it in images if tuple(it["size"]) == size]
             if not group:
