@@ -277,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides, rest = split_override_args(argv)
         args = parser.parse_args(rest)
+        from jaxsora.parallel import initialize_distributed
+
+        initialize_distributed()  # one process of several (multi-host): join the others first
         args.run(args, overrides)
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as e:
         print(f"jaxsora: error: {e}", file=sys.stderr)

@@ -50,6 +50,46 @@ LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
 )
 
 
+def distributed_settings(env: Mapping[str, str]) -> dict | None:
+    """How this process joins a multi-process (multi-host) run, read from ``env``; None when it runs alone.
+
+    - ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0), ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``, and
+      optionally ``JAX_LOCAL_DEVICE_IDS`` (comma-separated): explicit, for any launcher.
+    - ``JAXSORA_DISTRIBUTED=auto``: JAX's own cluster detection (TPU pod slices, SLURM, Open MPI, Kubernetes).
+    - a SLURM or Open MPI job step of more than one task is detected the same way.
+    """
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        missing = [k for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if not env.get(k)]
+        if missing:
+            raise ValueError(f"JAX_COORDINATOR_ADDRESS is set but {', '.join(missing)} is not")
+        settings = {
+            "coordinator_address": env["JAX_COORDINATOR_ADDRESS"],
+            "num_processes": int(env["JAX_NUM_PROCESSES"]),
+            "process_id": int(env["JAX_PROCESS_ID"]),
+        }
+        if env.get("JAX_LOCAL_DEVICE_IDS"):
+            settings["local_device_ids"] = [int(i) for i in env["JAX_LOCAL_DEVICE_IDS"].split(",")]
+        return settings if settings["num_processes"] > 1 else None
+    if env.get("JAXSORA_DISTRIBUTED", "").lower() == "auto":
+        return {}
+    for key in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
+        if int(env.get(key, "1") or 1) > 1:
+            return {}
+    return None
+
+
+def initialize_distributed(env: Mapping[str, str] | None = None) -> bool:
+    """``jax.distributed.initialize`` when this process is one of several (:func:`distributed_settings`);
+    call it before anything touches a device. Returns whether it did; a second call does nothing."""
+    import os
+
+    settings = distributed_settings(os.environ if env is None else env)
+    if settings is None or jax.distributed.is_initialized():
+        return False
+    jax.distributed.initialize(**settings)
+    return True
+
+
 def make_mesh(shape: Mapping[str, int], devices: list | None = None) -> Mesh:
     """A mesh with axes (data, fsdp, tensor, sequence); one size may be -1 (all remaining devices)."""
     devices = list(jax.devices() if devices is None else devices)
