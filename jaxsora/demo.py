@@ -10,11 +10,13 @@ Training clips are square 64x64 crops (two shapes to compile on a CPU instead of
 samples are made at three aspect ratios all the same, which 3D RoPE allows. The step counts are small so a
 laptop finishes in a few minutes: expect blurry, roughly coloured blobs, not the synthetic world's crisp shapes (the GPU recipe, ``experiments/synthetic/recipe.sh``, trains for real).
 Every stage resumes: run it again with more steps (``--vae-steps``, ``--dit-steps``) to continue.
+Stages 1-3 are :func:`train_models`, which ``colab/quickstart.ipynb`` calls too.
 """
 
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -48,32 +50,32 @@ DEMO_OVERRIDES = [  # square 64x64 crops: two clip shapes (9 frames, 1 frame) to
 ]
 
 
-def run_demo(
+def train_models(
     out: str | pathlib.Path,
     *,
     vae_steps: int = 200,
     clips: int = 512,
     dit_steps: int = 300,
-    steps: int = 20,
-    guidance: float = 3.0,
-    frames: int = 9,
+    overrides: Sequence[str] = (),
     progress: bool = True,
-) -> dict:
+) -> pathlib.Path:
+    """Stages 1-3 of the demo: the tiny VAE (``out/vae``), the latent dataset (``out/latents``) and the tiny
+    DiT (``out/dit``), each resuming where a previous call stopped. ``overrides`` (``key=value``, applied after
+    the demo's own) shrink or grow the run, e.g. the Colab notebook's CI settings. Returns the DiT workdir:
+    what :func:`jaxsora.train.dit_eval.load_trained` and ``jaxsora sample --checkpoint`` take."""
     import jax
 
     from jaxsora.config import load_config
     from jaxsora.encode import encode_dataset
-    from jaxsora.prompts import SyntheticWorldExpander
     from jaxsora.train.dit import DiTTrainer
-    from jaxsora.train.dit_eval import load_trained
-    from jaxsora.train.metrics import to_uint8
     from jaxsora.train.vae import VAETrainer, load_codec
 
     out = pathlib.Path(out)
     backend = jax.default_backend()
     print(f"jaxsora demo on {backend} ({jax.device_count()} device(s)); writing to {out}/")
     base = [*DEMO_OVERRIDES, f"vae_train.steps={vae_steps}", f"train.steps={dit_steps}"]
-    config = load_config("configs/tiny.py", [*base, "mesh.data=-1"] if backend != "cpu" else base)
+    base = [*base, "mesh.data=-1"] if backend != "cpu" else base
+    config = load_config("configs/tiny.py", [*base, *overrides])
 
     print(f"[1/4] training the VAE ({vae_steps} steps)")
     VAETrainer(config, out / "vae").run(progress=progress)
@@ -96,9 +98,29 @@ def run_demo(
     config.train.latents = str(latents)
     print(f"[3/4] training the DiT ({dit_steps} steps)")
     DiTTrainer(config, out / "dit").run(progress=progress)
+    return out / "dit"
+
+
+def run_demo(
+    out: str | pathlib.Path,
+    *,
+    vae_steps: int = 200,
+    clips: int = 512,
+    dit_steps: int = 300,
+    steps: int = 20,
+    guidance: float = 3.0,
+    frames: int = 9,
+    progress: bool = True,
+) -> dict:
+    from jaxsora.prompts import SyntheticWorldExpander
+    from jaxsora.train.dit_eval import load_trained
+    from jaxsora.train.metrics import to_uint8
+
+    out = pathlib.Path(out)
+    dit = train_models(out, vae_steps=vae_steps, clips=clips, dit_steps=dit_steps, progress=progress)
 
     print("[4/4] sampling")
-    generator, params, _ = load_trained(out / "dit")
+    generator, params, _ = load_trained(dit)
     expand = SyntheticWorldExpander()
     prompts = [expand(p) for p in DEMO_PROMPTS]
     rows, files = [], []

@@ -2,9 +2,9 @@
 
 import dataclasses
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import model_params
 import numpy as np
 import pytest
 
@@ -30,21 +30,15 @@ def random_params(cfg, seed=0):
     """Initialised params with every leaf perturbed: adaLN-Zero starts at the identity (output 0), which
     would make any equality test trivially true."""
     model = DiT(cfg)
-    params = nn.meta.unbox(
-        model.init(
-            jax.random.key(seed),
-            jnp.zeros((1, 4, cfg.patch_dim)),
-            jnp.zeros((1,)),
-            jnp.zeros((1, 4, 3), jnp.int32),
-            jnp.zeros((1, 2, cfg.text_dim)),
-        )["params"]
+    params = model_params.init(
+        model,
+        jax.random.key(seed),
+        jnp.zeros((1, 4, cfg.patch_dim)),
+        jnp.zeros((1,)),
+        jnp.zeros((1, 4, 3), jnp.int32),
+        jnp.zeros((1, 2, cfg.text_dim)),
     )
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
-    params = jax.tree.unflatten(
-        tree, [x + 0.2 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
-    )
-    return Jitted(model), params
+    return Jitted(model), model_params.perturbed(params, 0.2, seed=seed + 1)
 
 
 class Jitted:
@@ -174,7 +168,7 @@ def test_variants_run_and_scan_equals_loop(variant):
     def loss(p):
         return jnp.sum(model.apply({"params": p}, *args, **kw) ** 2)
 
-    value, grads = jax.value_and_grad(loss)(params)
+    value, grads = jax.jit(jax.value_and_grad(loss))(params)
     assert np.isfinite(value) and all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
     assert sum(x.size for x in jax.tree.leaves(params)) == cfg.param_count()
     base_model = Jitted(DiT(CFG))  # scanned, no remat
@@ -190,7 +184,9 @@ def test_variants_run_and_scan_equals_loop(variant):
             atol=1e-5,
         )
     if "remat" in variant:  # recomputation must not change the gradients
-        base_grads = jax.grad(lambda p: jnp.sum(base_model.apply({"params": p}, *args, **kw) ** 2))(params)
+        base_grads = jax.jit(jax.grad(lambda p: jnp.sum(base_model.apply({"params": p}, *args, **kw) ** 2)))(
+            params
+        )
         for g, b in zip(jax.tree.leaves(grads), jax.tree.leaves(base_grads), strict=True):
             np.testing.assert_allclose(g, b, rtol=1e-4, atol=1e-5 * float(np.max(np.abs(b))))
 
@@ -202,7 +198,7 @@ def residual_bytes_per_token_per_block(cfg, seq=96):
     tokens, t = jnp.ones((1, seq, cfg.patch_dim)), jnp.full((1, seq), 0.5)  # per-token timesteps
     pos = jnp.asarray(patching.grid_positions((2, 6, 8)))[None]
     text = jnp.ones((1, 7, cfg.text_dim))
-    params = nn.meta.unbox(model.init(jax.random.key(0), tokens, t, pos, text))
+    params = {"params": model_params.init(model, jax.random.key(0), tokens, t, pos, text)}
     _, vjp = jax.vjp(lambda p, x: model.apply(p, x, t, pos, text), params, tokens)
     stacked = [
         a for a in jax.tree.leaves(vjp) if a.ndim >= 3 and a.shape[0] == cfg.depth and a.shape.count(seq) == 1

@@ -6,6 +6,7 @@ import signal
 
 import flax.linen as nn
 import jax
+import model_params
 import numpy as np
 import pytest
 from latent_factory import make_latent_dataset
@@ -73,7 +74,6 @@ def test_a_few_steps_lower_the_loss(latents, tmp_path):
         "train.steps=30",
         "train.optim.lr=3e-3",
         "train.optim.warmup_steps=3",
-        "diffusion.caption_dropout=0.0",
     )
     trainer = dit_train.DiTTrainer(config, tmp_path)
     rec = Recorder(trainer)
@@ -88,12 +88,8 @@ def test_sharded_step_equals_the_one_device_step(latents):
     parts = trainer.parts
     batch = next(iter(packed_dataset(LatentDataset(latents), config)))
     batch = {k: np.asarray(batch[k]) for k in dit_train.BATCH_KEYS}
-    params = nn.meta.unbox(parts.init_params(jax.random.key(0)))
-    leaves, tree = jax.tree.flatten(params)  # perturb: zero-initialised gates would hide most gradients
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    params = jax.tree.unflatten(
-        tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
-    )
+    params = jax.jit(lambda key: nn.meta.unbox(parts.init_params(key)))(jax.random.key(0))
+    params = model_params.perturbed(params, 0.05, seed=1)  # zero-initialised gates would hide most gradients
     fn = lambda p, b: dit_train.loss_and_grads(p, b, jax.random.key(2), parts=parts)  # noqa: E731
 
     loss1, grads1 = jax.jit(fn)(
@@ -113,44 +109,53 @@ def test_sharded_step_equals_the_one_device_step(latents):
         assert np.linalg.norm(g8 - g1) <= 1e-5 * max(np.linalg.norm(g1), 1e-12) + 1e-9
 
 
-def test_checkpoint_round_trip_is_exact(latents, tmp_path):
-    config = config_for(latents, "train.steps=2", "train.ckpt_every=1")
-    trainer = dit_train.DiTTrainer(config, tmp_path)
+RUN = ("train.steps=5", "train.ckpt_every=2")
+
+
+@pytest.fixture(scope="module")
+def straight(latents, tmp_path_factory):
+    """One uninterrupted run, the reference of the round-trip and resume tests: 5 steps, saved every 2 steps
+    (periodic async saves while training goes on: 2, 4) and at the last (5)."""
+    trainer = dit_train.DiTTrainer(config_for(latents, *RUN), tmp_path_factory.mktemp("straight"))
+    rec = Recorder(trainer)
     trainer.run(progress=False)
-    fresh = dit_train.DiTTrainer(config, tmp_path).init_state()
-    restored = Checkpointer(tmp_path / "checkpoints", save_every=1, keep=1).restore(
-        abstract_with_shardings(fresh)
-    )
-    assert int(restored.step) == 2
+    return trainer, rec.losses
+
+
+def test_checkpoint_round_trip_is_exact(straight):
+    trainer, _ = straight
+    fresh = dit_train.DiTTrainer(trainer.config, trainer.workdir).init_state()
+    ckpt = Checkpointer(trainer.workdir / "checkpoints", save_every=1, keep=1)
+    assert ckpt.manager.all_steps() == [2, 4, 5]
+    restored = ckpt.restore(abstract_with_shardings(fresh))
+    assert int(restored.step) == 5
     for a, b in zip(jax.tree.leaves(trainer.state), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert a.sharding.is_equivalent_to(b.sharding, a.ndim)
 
 
-def test_sigterm_saves_and_resume_reproduces_the_uninterrupted_losses(latents, tmp_path):
-    config = config_for(latents, "train.steps=5")
-    straight = dit_train.DiTTrainer(config, tmp_path / "a")
-    rec_a = Recorder(straight)
-    straight.run(progress=False)
-
-    interrupted = dit_train.DiTTrainer(config, tmp_path / "b")
-    rec_b = Recorder(interrupted, preempt_at=2)
+def test_sigterm_saves_and_resume_reproduces_the_uninterrupted_losses(latents, straight, tmp_path):
+    reference, reference_losses = straight
+    config = config_for(latents, *RUN)
+    interrupted = dit_train.DiTTrainer(config, tmp_path)
+    rec_b = Recorder(interrupted, preempt_at=3)  # after the periodic save at 2: saved on SIGTERM
     interrupted.run(progress=False)
-    assert int(interrupted.state.step) == 2 and rec_b.losses == rec_a.losses[:2]
+    assert int(interrupted.state.step) == 3 and rec_b.losses == reference_losses[:3]
+    assert Checkpointer(tmp_path / "checkpoints", save_every=1, keep=1).latest_step() == 3
 
-    resumed = dit_train.DiTTrainer(config, tmp_path / "b")
+    resumed = dit_train.DiTTrainer(config, tmp_path)
     rec_c = Recorder(resumed)
     resumed.run(progress=False)
     assert int(resumed.state.step) == 5
-    assert rec_c.losses == rec_a.losses[2:]  # exactly: same batches, same rngs, same state
-    for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state), strict=True):
+    assert rec_c.losses == reference_losses[3:]  # exactly: same batches, same rngs, same state
+    for a, b in zip(jax.tree.leaves(reference.state), jax.tree.leaves(resumed.state), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_generator_is_deterministic_by_seed_and_checks_sizes(latents):
     config = config_for(latents)
     parts = dit_train.DiTParts(config, dit_train.read_latent_meta(latents))
-    params = nn.meta.unbox(parts.init_params(jax.random.key(0)))
+    params = jax.jit(lambda key: nn.meta.unbox(parts.init_params(key)))(jax.random.key(0))
     gen = Generator(parts)
     grid = gen.latent_grid(frames=9, height=32, width=48)
     assert grid == (3, 2, 3)

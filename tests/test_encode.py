@@ -20,7 +20,7 @@ OVERRIDES = [
     "data.batch_multiple=8",
     "data.max_batch_size=8",
     "vae.dtype=float32",
-    "vae_train.steps=2",
+    "vae_train.steps=1",  # a train-vae workdir to encode with: one step is enough
     "vae_train.sample_every=0",
 ]
 

@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 import jax
+import model_params
 import numpy as np
 import pytest
 
@@ -23,19 +24,16 @@ def setup():
         ["dit.dtype=float32", "text_encoder.dtype=float32", "vae.dtype=float32", "text.max_len=48"],
     )
     cfg = vae_config(config)
-    vae_params = nn.meta.unbox(
-        VAE(cfg).init(
-            {"params": jax.random.key(0), "noise": jax.random.key(1)}, np.zeros((1, 5, 16, 16, 3), np.float32)
-        )["params"]
+    vae_params = model_params.init(
+        VAE(cfg),
+        {"params": jax.random.key(0), "noise": jax.random.key(1)},
+        np.zeros((1, 5, 16, 16, 3), np.float32),
     )
     meta = {"latent_channels": 16, "temporal_factor": 4, "spatial_factor": 8}
     parts = DiTParts(config, meta)
-    params = nn.meta.unbox(parts.init_params(jax.random.key(2)))
-    leaves, tree = jax.tree.flatten(params)  # perturbed: a zero-initialised head would output 0 everywhere
-    keys = jax.random.split(jax.random.key(3), len(leaves))
-    params = jax.tree.unflatten(
-        tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
-    )
+    params = jax.jit(lambda key: nn.meta.unbox(parts.init_params(key)))(jax.random.key(2))
+    # Perturbed: a zero-initialised head would output 0 everywhere.
+    params = model_params.perturbed(params, 0.05, seed=3)
     return Generator(parts, VideoCodec(cfg, vae_params)), params
 
 

@@ -1,8 +1,8 @@
 """The causal VAE: shapes, causality, chunked == one-shot, tiling."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import model_params
 import numpy as np
 import pytest
 
@@ -31,14 +31,9 @@ CFG_PATCH = VAEConfig(
 def codec(request):
     cfg = request.param
     x = jnp.zeros((1, 5, 16, 16, 3))
-    params = nn.meta.unbox(
-        VAE(cfg).init({"params": jax.random.key(0), "noise": jax.random.key(1)}, x)["params"]
-    )
+    params = model_params.init(VAE(cfg), {"params": jax.random.key(0), "noise": jax.random.key(1)}, x)
     # Perturb the zero-initialised convs so every path carries signal.
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(2), len(leaves))
-    leaves = [p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
-    return VideoCodec(cfg, jax.tree.unflatten(tree, leaves))
+    return VideoCodec(cfg, model_params.perturbed(params, 0.05, seed=2))
 
 
 def video(t, h, w, seed=0):
@@ -120,8 +115,8 @@ def test_tiled_vae_matches_one_shot(codec):
 def test_pixel_shortcut_codes_flat_colour_clips_exactly_at_init():
     cfg = CFG_PATCH
     x = jnp.ones((2, 9, 16, 24, 3)) * jnp.array([0.3, -0.6, 0.9])
-    params = nn.meta.unbox(
-        VAE(cfg).init({"params": jax.random.key(0), "noise": jax.random.key(1)}, x[:, :5, :16, :16])["params"]
+    params = model_params.init(
+        VAE(cfg), {"params": jax.random.key(0), "noise": jax.random.key(1)}, x[:, :5, :16, :16]
     )
     codec = VideoCodec(cfg, params)
     z = codec.encode(x)

@@ -33,74 +33,77 @@ def fake_data(monkeypatch):
     monkeypatch.setattr(vae_train, "make_source", lambda data: FakeSource(64))
 
 
-def test_a_few_steps_lower_the_loss(tmp_path):
-    config = load_config("configs/tiny.py", [*SMALL, "vae_train.steps=12", "vae_train.ckpt_every=100"])
-    trainer = vae_train.VAETrainer(config, tmp_path)
-    first = None
+# One uninterrupted run serves three tests: its losses must fall, its last checkpoint must restore exactly, and
+# a run preempted part-way must resume into exactly its final state. It saves every 3 steps (periodic async
+# saves while training goes on: 3, 6) and at its last step (8).
+RUN = [*SMALL, "vae_train.steps=8", "vae_train.optim.warmup_steps=2", "vae_train.ckpt_every=3"]
 
+
+def recording_steps(trainer, preempt_at=None):
+    """Wraps the trainer's step to record losses (and send SIGTERM during call ``preempt_at``)."""
     losses = []
     original = trainer.step_fn
 
-    def recording(use_gan):
+    def step_fn(use_gan):
         step = original(use_gan)
 
         def wrapped(*args):
+            if len(losses) + 1 == preempt_at:
+                os.kill(os.getpid(), signal.SIGTERM)  # as a cluster scheduler would
             out = step(*args)
             losses.append(float(out[1]["loss"]))
             return out
 
         return wrapped
 
-    trainer.step_fn = recording
-    trainer.run(progress=False)
+    trainer.step_fn = step_fn
+    return losses
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vae_train, "make_source", lambda data: FakeSource(64))
+        trainer = vae_train.VAETrainer(load_config("configs/tiny.py", RUN), workdir)
+        losses = recording_steps(trainer)
+        trainer.run(progress=False)
+    return trainer, losses
+
+
+def test_a_few_steps_lower_the_loss(straight):
+    _, losses = straight
+    assert len(losses) == 8
     first = np.mean(losses[:3])
     assert np.mean(losses[-3:]) < 0.7 * first, losses
 
 
-def test_checkpoint_round_trip_is_exact(tmp_path):
-    config = load_config("configs/tiny.py", [*SMALL, "vae_train.steps=2", "vae_train.ckpt_every=1"])
-    trainer = vae_train.VAETrainer(config, tmp_path)
-    trainer.run(progress=False)
-    state = trainer.state
-    fresh = vae_train.VAETrainer(config, tmp_path).init_state()
-    restored = Checkpointer(tmp_path / "checkpoints", save_every=1, keep=1).restore(
-        abstract_with_shardings(fresh)
-    )
-    assert int(restored.step) == 2
-    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
+def test_checkpoint_round_trip_is_exact(straight):
+    trainer, _ = straight
+    fresh = vae_train.VAETrainer(trainer.config, trainer.workdir).init_state()
+    ckpt = Checkpointer(trainer.workdir / "checkpoints", save_every=1, keep=1)
+    assert ckpt.manager.all_steps() == [3, 6, 8]
+    restored = ckpt.restore(abstract_with_shardings(fresh))
+    assert int(restored.step) == 8
+    for a, b in zip(jax.tree.leaves(trainer.state), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert a.sharding.is_equivalent_to(b.sharding, a.ndim)
 
 
-def test_sigterm_saves_and_resume_matches_an_uninterrupted_run(tmp_path):
-    config = load_config("configs/tiny.py", [*SMALL, "vae_train.ckpt_every=100", "vae_train.steps=4"])
-    straight = vae_train.VAETrainer(config, tmp_path / "a")
-    straight.run(progress=False)
-
-    interrupted = vae_train.VAETrainer(config, tmp_path / "b")
-    original = interrupted.step_fn
-    calls = []
-
-    def preempting(use_gan):
-        step = original(use_gan)
-
-        def wrapped(*args):
-            calls.append(1)
-            if len(calls) == 2:
-                os.kill(os.getpid(), signal.SIGTERM)  # as a cluster scheduler would
-            return step(*args)
-
-        return wrapped
-
-    interrupted.step_fn = preempting
+def test_sigterm_saves_and_resume_matches_an_uninterrupted_run(straight, tmp_path):
+    reference, reference_losses = straight
+    config = load_config("configs/tiny.py", RUN)
+    interrupted = vae_train.VAETrainer(config, tmp_path)
+    losses = recording_steps(interrupted, preempt_at=4)  # after the periodic save at 3: saved on SIGTERM
     interrupted.run(progress=False)
-    assert int(interrupted.state.step) == 2
-    assert Checkpointer(tmp_path / "b" / "checkpoints", save_every=1, keep=1).latest_step() == 2
+    assert int(interrupted.state.step) == 4 and losses == reference_losses[:4]
+    assert Checkpointer(tmp_path / "checkpoints", save_every=1, keep=1).latest_step() == 4
 
-    resumed = vae_train.VAETrainer(config, tmp_path / "b")
+    resumed = vae_train.VAETrainer(config, tmp_path)
+    losses = recording_steps(resumed)
     resumed.run(progress=False)
-    assert int(resumed.state.step) == 4
-    for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state), strict=True):
+    assert int(resumed.state.step) == 8 and losses == reference_losses[4:]
+    for a, b in zip(jax.tree.leaves(reference.state), jax.tree.leaves(resumed.state), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

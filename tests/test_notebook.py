@@ -1,0 +1,99 @@
+"""colab/quickstart.ipynb runs end to end (tiny settings, CPU) in a kernel on this interpreter, shows its
+videos inline with mediapy and writes every sample with the frames and sizes it asked for."""
+
+import json
+import os
+import pathlib
+import sys
+
+import nbformat
+import numpy as np
+from nbclient import NotebookClient
+
+from jaxsora.data import video_io
+
+NOTEBOOK = pathlib.Path(__file__).resolve().parent.parent / "colab" / "quickstart.ipynb"
+KERNEL = "jaxsora-test-python"
+
+
+def html_outputs(nb) -> list[str]:
+    return [
+        "".join(out["data"]["text/html"])
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "display_data" and "text/html" in out.get("data", {})
+    ]
+
+
+def test_quickstart_notebook_runs_end_to_end(tmp_path, monkeypatch):
+    # A kernel spec for this very interpreter (the fresh virtualenv in CI), found first through JUPYTER_PATH.
+    spec = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "jaxsora tests",
+                "language": "python",
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    # One CPU device, as on a Colab CPU runtime (conftest forces 8 for the sharding tests; the demo's CPU mesh
+    # is one device).
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    monkeypatch.setenv("XLA_FLAGS", " ".join(f for f in flags if "force_host_platform_device_count" not in f))
+    monkeypatch.setenv("JAXSORA_NOTEBOOK_TINY", "1")
+    monkeypatch.delenv("JAXSORA_NOTEBOOK_CHECKPOINT", raising=False)
+    work = tmp_path / "work"  # the notebook's working directory: it writes jaxsora_quickstart/ here
+    work.mkdir()
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert not any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), "commit it cleared"
+    # Raises CellExecutionError (with the cell's traceback) if any cell fails.
+    NotebookClient(nb, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(work)}}).execute()
+
+    out = work / "jaxsora_quickstart"
+    assert (out / "dit" / "checkpoints").is_dir() and (out / "vae" / "checkpoints").is_dir()
+    written = json.loads((out / "samples" / "index.json").read_text())
+    by_mode: dict[str, list[dict]] = {}
+    for item in written:
+        by_mode.setdefault(item["mode"], []).append(item)
+    assert set(by_mode) == {"landscape", "portrait", "image", "image_to_video"}
+    assert len(by_mode["landscape"]) == len(by_mode["portrait"]) == len(by_mode["image"]) == 2
+    for mode, (width, height), frames in (
+        ("landscape", (48, 32), 5),
+        ("portrait", (32, 48), 5),
+        ("image", (32, 32), 1),
+        ("image_to_video", (48, 32), 5),
+    ):
+        for item in by_mode[mode]:
+            assert (item["frames"], item["height"], item["width"]) == (frames, height, width), item
+            for name in item["files"]:
+                path = out / name
+                assert path.is_file() and path.stat().st_size > 0, path
+                if frames > 1:  # the files themselves hold every frame at the requested size
+                    assert video_io.probe(path)[:3] == (frames, height, width), path
+                    assert video_io.read_frames(path, [0, frames - 1], height, width).std() > 0
+                else:
+                    assert np.asarray(video_io.read_frames(path, [0], height, width)).shape == (
+                        1,
+                        height,
+                        width,
+                        3,
+                    )
+
+    # Shown inline: one mediapy table per call, videos as embedded H.264 <video>, images as <img>.
+    html = html_outputs(nb)
+    videos = [h for h in html if "<video" in h]
+    images = [h for h in html if "<img" in h and "<video" not in h]
+    assert len(videos) == 3 and all(h.count("<video") == 2 for h in videos), [h[:200] for h in html]
+    assert all("data:video/mp4;base64," in h for h in videos)
+    assert len(images) == 1 and images[0].count("<img") == 2
+    printed = "".join(
+        "".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "-> 'A medium red circle moves" in printed  # the expanded prompt is shown
