@@ -225,6 +225,27 @@ def test_backward_keeps_bf16_inputs_not_float32_intermediates():
     assert residual_bytes_per_token_per_block(dataclasses.replace(cfg, remat="full")) <= 4 * d
 
 
+def test_backward_keeps_no_low_precision_copy_of_the_weights():
+    """Each matmul casts its float32 kernel to bf16 inside ``jax.checkpoint`` (layers._matmul): the backward
+    recomputes the cast from the float32 params it has anyway instead of keeping a stacked bf16 copy of every
+    block's weights (2.8 GB at Wan 1.3B's size; 2.4 GiB less peak memory in a B=8 step on the H100)."""
+    cfg = DiTConfig(patch_dim=8, width=64, depth=3, num_heads=4, head_dim=16, mlp_dim=256, text_dim=24)
+    model = DiT(cfg)
+    seq = 96
+    tokens, t = jnp.ones((1, seq, cfg.patch_dim)), jnp.full((1,), 0.5)
+    pos = jnp.asarray(patching.grid_positions((2, 6, 8)))[None]
+    text = jnp.ones((1, 7, cfg.text_dim))
+    params = {"params": model_params.init(model, jax.random.key(0), tokens, t, pos, text)}
+    kernels = {
+        a.shape for path, a in jax.tree_util.tree_leaves_with_path(params["params"]["blocks"])
+        if "kernel" in jax.tree_util.keystr(path)
+    }
+    assert len(kernels) >= 6  # qkv, out, q, kv, wi, wo (some may share a shape)
+    _, vjp = jax.vjp(lambda p: model.apply(p, tokens, t, pos, text), params)
+    cast = [a.shape for a in jax.tree.leaves(vjp) if a.dtype == jnp.bfloat16 and a.shape in kernels]
+    assert not cast, f"bf16 copies of weights kept for the backward: {cast}"
+
+
 def test_bf16_residual_stream_stays_close_to_float32():
     cfg = dataclasses.replace(CFG, dtype="bfloat16")
     model, params = random_params(cfg)

@@ -60,7 +60,7 @@ class Dense(nn.Module):
             in_dims + tuple(self.features),
             jnp.float32,
         )
-        y = _matmul(x.astype(self.dtype), kernel.astype(self.dtype), n_in, self.input_fn)
+        y = _matmul(x.astype(self.dtype), kernel, self.dtype, n_in, self.input_fn)
         if self.use_bias:
             bias = self.param(
                 "bias",
@@ -82,10 +82,16 @@ def _contract(x, kernel, n_in: int):
     )
 
 
-def _matmul(x, kernel, n_in: int, input_fn):
-    if input_fn is None:
-        return _contract(x, kernel, n_in)
-    return jax.checkpoint(lambda a, k: _contract(input_fn(a), k, n_in))(x, kernel)
+@functools.partial(jax.checkpoint, static_argnums=(2, 3, 4))
+def _matmul(x, kernel, dtype, n_in: int, input_fn):
+    """``input_fn(x) @ kernel`` in ``dtype``. Under ``jax.checkpoint`` the backward keeps ``x`` and the
+    (float32) kernel it already has, and recomputes the cast kernel and ``input_fn(x)``, rather than keeping
+    a ``dtype`` copy of every weight (under ``nn.scan``, a stacked copy of the whole model) and the
+    activation's intermediates. The matmul itself is never recomputed: its output is not needed for its
+    gradient."""
+    if input_fn is not None:
+        x = input_fn(x)
+    return _contract(x, kernel.astype(dtype), n_in)
 
 
 def dense(
