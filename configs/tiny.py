@@ -135,7 +135,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Training the DiT (`jaxsora train`) on a latent dataset from `jaxsora encode`.
     tr = config.train = ml_collections.ConfigDict()
     tr.latents = ""  # the latent dataset folder
-    tr.vae = ""  # the VAE workdir (decodes sample videos); default: the one recorded in the latents' meta.json
+    tr.vae = (
+        ""  # the VAE workdir (decodes sample videos); default: the one recorded in the latents' meta.json
+    )
     tr.steps = 200
     tr.time_limit_s = 0.0  # stop (with a checkpoint) after this many seconds, compiles included; 0 = none
     tr.schedule = "steps"  # the cosine decay follows: steps | time (the fraction of time_limit_s used)
@@ -151,7 +153,9 @@ def get_config() -> ml_collections.ConfigDict:
     tr.sample_frames = 17
     tr.ema_decay = 0.999
     tr.optim = ml_collections.ConfigDict(
-        dict(lr=3e-4, warmup_steps=20, final_lr_fraction=0.1, b1=0.9, b2=0.99, weight_decay=0.0, grad_clip=1.0)
+        dict(
+            lr=3e-4, warmup_steps=20, final_lr_fraction=0.1, b1=0.9, b2=0.99, weight_decay=0.0, grad_clip=1.0
+        )
     )
 
     tc = config.vae_train = ml_collections.ConfigDict()

@@ -135,7 +135,7 @@ def run_demo(
             _write_gif(path, video)
             files.append(path)
     sheet = out / "contact_sheet.png"
-    _contact_sheet(rows, prompts, sheet)
+    frames_sheet(rows, prompts, sheet)
     (out / "prompts.txt").write_text(
         "".join(f"{short}\n  -> {long}\n" for short, long in zip(DEMO_PROMPTS, prompts, strict=True))
     )
@@ -151,7 +151,7 @@ def _write_gif(path: pathlib.Path, video: np.ndarray) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=125, loop=0)
 
 
-def _contact_sheet(rows: list[list[np.ndarray]], prompts: list[str], path: pathlib.Path) -> None:
+def frames_sheet(rows: list[list[np.ndarray]], prompts: list[str], path: pathlib.Path) -> None:
     """One row per prompt: first, middle and last frame at each aspect ratio, side by side."""
     from PIL import Image, ImageDraw
 

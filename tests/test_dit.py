@@ -237,7 +237,8 @@ def test_backward_keeps_no_low_precision_copy_of_the_weights():
     text = jnp.ones((1, 7, cfg.text_dim))
     params = {"params": model_params.init(model, jax.random.key(0), tokens, t, pos, text)}
     kernels = {
-        a.shape for path, a in jax.tree_util.tree_leaves_with_path(params["params"]["blocks"])
+        a.shape
+        for path, a in jax.tree_util.tree_leaves_with_path(params["params"]["blocks"])
         if "kernel" in jax.tree_util.keystr(path)
     }
     assert len(kernels) >= 6  # qkv, out, q, kv, wi, wo (some may share a shape)

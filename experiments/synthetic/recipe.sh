@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole synthetic-world text-to-video recipe on one GPU, inside one 10-minute device call:
-#   1. train the VAE (configs/vae_synthetic.py, <= VAE_SECONDS of training, compiles included)
+#   1. train the VAE (configs/vae_synthetic.py, <= VAE_SECONDS of training, compiles included), and score it
+#      on VAE_EVAL_NUM held-out clips (issue 3's figure, as vae_recipe.sh; 0 to skip)
 #   2. encode CLIPS synthetic clips (configs/small.py's data: native aspect, ~128x128, 17 frames or images)
 #   3. train the DiT (configs/small.py, <= DIT_SECONDS, compiles included)
 #   4. evaluate: 64 held-out prompts -> videos -> describe() -> colour / shape / motion accuracy
@@ -18,6 +19,10 @@ stamp() { echo "[recipe] $1 at $((SECONDS - t0)) s"; }
 $jaxsora train-vae --config configs/vae_synthetic.py --workdir "$runs/vae" \
   --config.vae_train.time_limit_s="${VAE_SECONDS:-170}"
 stamp "VAE trained"
+if [ "${VAE_EVAL_NUM:-256}" -gt 0 ]; then
+  $jaxsora eval-vae --workdir "$runs/vae" --num "${VAE_EVAL_NUM:-256}" --config.data.max_pixels=16384
+  stamp "VAE evaluated"
+fi
 $jaxsora encode --vae "$runs/vae" --config configs/small.py --out "$runs/latents" --max-clips "${CLIPS:-12000}" \
   --part-size 2000
 stamp "latents encoded"
