@@ -228,7 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score the generation modes of a trained DiT (see jaxsora/train/modes_eval.py).",
     )
     _add_eval_arguments(p, num=32, seed=3_000_017, what="cases per mode")
-    p.add_argument("--frames", type=int, default=17, help="frames of image-to-video and loop clips (1 + 4k)")
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=17,
+        help="frames of image-to-video clips (1 + 4k); loops have one fewer (their period, a multiple of 4)",
+    )
     p.add_argument("--given-frames", type=int, default=9, help="given frames of an extension case (1 + 4k)")
     p.add_argument("--new-frames", type=int, default=8, help="frames an extension adds (a multiple of 4)")
     p.add_argument(

@@ -236,44 +236,64 @@ class Generator:
         return self.decode(self.tokens_to_latents(tokens, grid))
 
     def connect(self, params, prompts, first, second, *, middle_frames: int, **kw) -> np.ndarray:
-        """``first`` then a generated transition of ``middle_frames`` (a multiple of 4) then ``second``."""
+        """``first``, then ``middle_frames`` (a multiple of 4) generated frames, then ``second`` from its second
+        frame on: ``len(first) + middle_frames + len(second) - 1`` frames. The last generated frame takes the
+        place of ``second``'s first: ``second`` is given from its latent frame 1 (its frames 1-4), a four-frame
+        latent where the model has seen such frames in training, rather than its one-frame first latent in
+        the middle of a clip, where it has never seen one."""
         tf, _ = self.factors()
         if middle_frames < tf or middle_frames % tf:
             raise ValueError(f"middle_frames must be a positive multiple of {tf}, got {middle_frames}")
         first, second = np.asarray(first), np.asarray(second)
         if first.shape[1:3] != second.shape[1:3]:
             raise ValueError(f"the two videos differ in size: {first.shape[1:3]} vs {second.shape[1:3]}")
+        if len(second) < 1 + tf:
+            raise ValueError(f"the second video needs at least {1 + tf} frames, got {len(second)}")
         a, b = self._split_frames(self.encode(first)), self._split_frames(self.encode(second))
         middle = middle_frames // tf
-        total = len(a) + middle + len(b)
+        total = len(a) + middle + len(b) - 1
         grid = self.latent_grid(1 + tf * (total - 1), first.shape[1], first.shape[2])
-        given = dict(a) | {len(a) + middle + i: v for i, v in b.items()}
+        given = dict(a) | {len(a) + middle + i - 1: v for i, v in b.items() if i > 0}
         tokens = self._with_given(params, prompts, grid, given, **kw)
         return self.decode(self.tokens_to_latents(tokens, grid))
 
     def loop(self, params, prompts, *, frames: int, height: int, width: int, **kw) -> np.ndarray:
-        """A clip of ``frames`` frames whose end runs seamlessly into its start: a first clip is generated,
-        then a second one whose first latent frame is the first clip's last and whose last latent frame is
-        the first clip's first; played in a loop, their concatenation (without the repeated frames) closes."""
+        """A clip of ``frames`` frames (the loop's period: a multiple of 4) whose last frame runs into its
+        first, played in a loop.
+
+        Two samplings, each with every latent frame where the model has seen such frames in training (a
+        one-frame latent first, four-frame latents after it): clip A covers about half of the loop; clip B
+        starts from A's end (one of A's frames re-encoded as a first latent frame, then A's last latent
+        frame), generates the rest, and ends held on A's second latent frame (A's frames 1-4), so that its
+        generated part leads back into A's start. The loop is A's frames from 1 up to the re-encoded one,
+        then B's frames after it: its last frame is the one B generated just before A's frame 1."""
         if len(prompts) != 1:
             raise ValueError("loop makes one clip at a time: give one prompt")
         tf, _ = self.factors()
-        t = self._frames_to_latent_count(frames)
-        if t < 3:
-            raise ValueError(f"a loop needs at least {1 + 2 * tf} frames, got {frames}")
-        half = (t + 1) // 2
-        grid_a = self.latent_grid(1 + tf * (half - 1), height, width)
+        if frames < 2 * tf or frames % tf:
+            raise ValueError(
+                f"a loop's frames are its period: a multiple of {tf}, at least {2 * tf} (e.g. 16), got {frames}"
+            )
+        steps = frames // tf  # four-frame latent steps around the loop
+        a_steps = (steps + 1) // 2  # made by A (after its first frame)
+        b_steps = steps - a_steps  # made by B
+        grid_a = self.latent_grid(1 + tf * a_steps, height, width)
         a = self.sample_tokens(params, prompts, grid_a, **kw)[0]
+        video_a = self.decode(self.tokens_to_latents(a[None], grid_a))[0]
         per_frame = grid_a[1] * grid_a[2]
-        first, last = a[:per_frame], a[(half - 1) * per_frame :]
-        rest = t - half + 2  # the second clip: a's last frame, t - half new frames, a's first frame
-        grid_b = self.latent_grid(1 + tf * (rest - 1), height, width)
-        kw = dict(kw, seed=kw.get("seed", 0) + 1)
-        b = self._with_given(params, prompts, grid_b, {0: last, rest - 1: first}, **kw)[0]
-        tokens = jnp.concatenate([a, b[per_frame:]])[None]  # ends with a copy of a's first latent frame
-        grid = (half + rest - 1, grid_a[1], grid_a[2])
-        video = self.decode(self.tokens_to_latents(tokens, grid))
-        return video[:, :frames]  # drop the frames decoded from the closing copy of the first latent frame
+
+        def latent_frame(i):
+            return a[i * per_frame : (i + 1) * per_frame]
+
+        restart = self._split_frames(self.encode(video_a[tf * (a_steps - 1)]))[0]
+        length_b = 3 + b_steps  # restart, A's last latent frame, b_steps new ones, A's latent frame 1
+        grid_b = self.latent_grid(1 + tf * (length_b - 1), height, width)
+        given = {0: restart, 1: latent_frame(a_steps), length_b - 1: latent_frame(1)}
+        b = self._with_given(params, prompts, grid_b, given, **dict(kw, seed=kw.get("seed", 0) + 1))
+        video_b = self.decode(self.tokens_to_latents(b, grid_b))[0]
+        return np.concatenate([video_a[1 : 1 + tf * (a_steps - 1)], video_b[1 : 1 + tf * (1 + b_steps)]])[
+            None
+        ]
 
     def edit(self, params, prompts, video, *, strength: float, **kw) -> np.ndarray:
         """SDEdit: the video's latents noised to ``t = strength`` and denoised under the new prompt(s)."""

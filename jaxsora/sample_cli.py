@@ -23,7 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a `jaxsora train` workdir")
     p.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for a batch)")
     p.add_argument("--size", default="", help="WxH pixels (default: the run's train.sample_size)")
-    p.add_argument("--frames", type=int, default=17, help="frames (1 + 4k; 1 = an image)")
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="frames: 1 + 4k, 1 = an image (default 17); with --loop the loop's period, 4k (default 16)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--image", help="image-to-video: this image is the first frame")
     mode.add_argument("--extend", help="extend this video (see --direction, --new-frames)")
@@ -32,7 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--edit", help="SDEdit this video under the prompt (see --strength)")
     p.add_argument("--direction", choices=("forward", "backward"), default="forward")
     p.add_argument("--new-frames", type=int, default=16, help="frames added by --extend (multiple of 4)")
-    p.add_argument("--middle-frames", type=int, default=8, help="transition frames for --connect")
+    p.add_argument(
+        "--middle-frames",
+        type=int,
+        default=8,
+        help="--connect: generated frames (a multiple of 4; the last stands in for B's first frame)",
+    )
     p.add_argument("--strength", type=float, default=0.6, help="--edit: noise level in (0, 1]")
     p.add_argument("--steps", type=int, default=30, help="sampler steps")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
@@ -72,6 +82,8 @@ def run(args) -> dict:
     for short, long in zip(args.prompt, prompts, strict=True):
         print(f"prompt: {short!r}" + (f"\n  expanded: {long!r}" if long != short else ""))
     kw = dict(seed=args.seed, steps=args.steps, guidance=args.guidance, sampler=args.sampler)
+    if args.frames is None:
+        args.frames = 16 if args.loop else 17
     try:
         if args.image:
             image = _read_video(args.image, height, width, max_frames=1)[0]

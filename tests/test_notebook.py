@@ -26,7 +26,7 @@ def html_outputs(nb) -> list[str]:
     ]
 
 
-def test_quickstart_notebook_runs_end_to_end(tmp_path, monkeypatch):
+def test_quickstart_notebook_runs_end_to_end(tmp_path, monkeypatch, capsys):
     # A kernel spec for this very interpreter (the fresh virtualenv in CI), found first through JUPYTER_PATH.
     spec = tmp_path / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
@@ -97,3 +97,28 @@ def test_quickstart_notebook_runs_end_to_end(tmp_path, monkeypatch):
         "".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
     assert "-> 'A medium red circle moves" in printed  # the expanded prompt is shown
+
+    # The notebook's trained workdir through `jaxsora sample` (in process): a loop, a connection, and bad input
+    # as one-line errors.
+    from jaxsora import cli
+
+    monkeypatch.chdir(work)
+    dit = str(out / "dit")
+    clips = [str(out / f) for item in by_mode["landscape"] for f in item["files"] if f.endswith(".mp4")]
+    common = ["sample", "--checkpoint", dit, "--prompt", "a red circle", "--size", "48x32", "--steps", "2"]
+    for extra, folder, frames in (
+        (["--loop", "--frames", "8"], "loop", 8),  # a loop's frames are its period
+        (["--connect", clips[0], clips[1], "--middle-frames", "4"], "connect", 5 + 4 + 4),
+    ):
+        assert cli.main([*common, *extra, "--out", str(tmp_path / folder)]) == 0
+        settings = json.loads((tmp_path / folder / "sample.json").read_text())
+        assert settings["mode"] == folder and settings["frames"] == [frames]
+        assert video_io.probe(tmp_path / folder / "sample0.mp4")[:3] == (frames, 32, 48)
+    capsys.readouterr()
+    for extra, message in (
+        (["--loop", "--frames", "9"], "a loop's frames are its period: a multiple of 4"),
+        (["--image", "nope.png"], "nope.png not found"),
+    ):
+        assert cli.main([*common, *extra, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("jaxsora: error: ") and message in err and "\n" not in err, err

@@ -93,10 +93,18 @@ def test_connect_loop_and_edit(setup):
     gen, params = setup
     a, b = video(5, seed=2), video(5, seed=3)
     joined = gen.connect(params, ["x"], a, b, middle_frames=8, **STEPS)
-    assert joined.shape == (1, 21, 32, 48, 3)  # 2 + 2 + 2 latent frames
+    assert joined.shape == (
+        1,
+        17,
+        32,
+        48,
+        3,
+    )  # a's 5 frames, 8 new ones (the last in b's first's place), b's 4
     np.testing.assert_allclose(joined[0, :5], gen.decode(gen.encode(a)[None])[0], atol=1e-4)
-    loop = gen.loop(params, ["x"], frames=13, height=32, width=48, **STEPS)
-    assert loop.shape == (1, 13, 32, 48, 3)
+    loop = gen.loop(params, ["x"], frames=12, height=32, width=48, **STEPS)
+    assert loop.shape == (1, 12, 32, 48, 3) and np.isfinite(loop).all()
+    with pytest.raises(ValueError, match="multiple of 4"):
+        gen.loop(params, ["x"], frames=13, height=32, width=48, **STEPS)
     edited = gen.edit(params, ["x"], a, strength=0.5, **STEPS)
     assert edited.shape == (1, 5, 32, 48, 3)
     light = gen.edit(params, ["x"], a, strength=0.02, steps=2, guidance=1.0)
@@ -106,6 +114,66 @@ def test_connect_loop_and_edit(setup):
         gen.edit(params, ["x"], a, strength=1.5, **STEPS)
     with pytest.raises(ValueError, match="differ in size"):
         gen.connect(params, ["x"], a, video(5, h=48), middle_frames=4, **STEPS)
+
+
+def test_connect_gives_four_frame_latents_only_after_the_start(setup, monkeypatch):
+    """``connect`` holds ``first``'s latent frames at the start and ``second``'s from its latent frame 1 at the
+    end: no one-frame (first-frame) latent in the middle of the clip, where training never puts one."""
+    gen, params = setup
+    seen = {}
+    with_given = gen._with_given
+
+    def record(params, prompts, grid, given, **kw):
+        seen.update(grid=grid, given=given)
+        return with_given(params, prompts, grid, given, **kw)
+
+    monkeypatch.setattr(gen, "_with_given", record)
+    a, b = video(5, seed=2), video(9, seed=3)
+    joined = gen.connect(params, ["x"], a, b, middle_frames=4, **STEPS)
+    assert joined.shape == (1, 5 + 4 + 8, 32, 48, 3)
+    a_frames, b_frames = gen._split_frames(gen.encode(a)), gen._split_frames(gen.encode(b))
+    assert seen["grid"][0] == 5 and sorted(seen["given"]) == [0, 1, 3, 4]  # a: 0-1, new: 2, b[1:]: 3-4
+    for pos, want in ((0, a_frames[0]), (1, a_frames[1]), (3, b_frames[1]), (4, b_frames[2])):
+        np.testing.assert_array_equal(seen["given"][pos], want)
+    with pytest.raises(ValueError, match="at least 5 frames"):
+        gen.connect(params, ["x"], a, b[:1], middle_frames=4, **STEPS)
+
+
+def test_loop_closes_on_its_own_start(setup, monkeypatch):
+    """The loop's second sampling starts from the first clip's end and is held, at its end, on the first clip's
+    latent frame 1 (its frames 1-4): what it generates leads back into the loop's first frame. Every given
+    latent frame sits where training puts such frames (a one-frame latent first, four-frame latents after)."""
+    gen, params = setup
+    calls = {}
+    sample_tokens, with_given = gen.sample_tokens, gen._with_given
+
+    def record_sample(params, prompts, grid, **kw):
+        out = sample_tokens(params, prompts, grid, **kw)
+        calls.setdefault("a", (out, grid))
+        return out
+
+    def record_given(params, prompts, grid, given, **kw):
+        calls["b"] = (given, grid)
+        return with_given(params, prompts, grid, given, **kw)
+
+    monkeypatch.setattr(gen, "sample_tokens", record_sample)
+    monkeypatch.setattr(gen, "_with_given", record_given)
+    loop = gen.loop(params, ["x"], frames=16, height=32, width=48, seed=5, **STEPS)
+    assert loop.shape == (1, 16, 32, 48, 3)
+    (a, grid_a), (given, grid_b) = calls["a"], calls["b"]
+    per_frame = grid_a[1] * grid_a[2]
+    assert grid_a[0] == 3 and grid_b[0] == 5  # A: frames 0-8; B: restart, A's last, 2 new, A's frame 1
+    assert sorted(given) == [0, 1, 4]
+    np.testing.assert_array_equal(given[1], a[0, 2 * per_frame : 3 * per_frame])  # A's last latent frame
+    np.testing.assert_array_equal(given[4], a[0, per_frame : 2 * per_frame])  # A's frames 1-4 close it
+    # the restart is one of A's decoded frames re-encoded as a first (one-frame) latent
+    video_a = gen.decode(gen.tokens_to_latents(a, grid_a))[0]
+    np.testing.assert_allclose(given[0], gen._split_frames(gen.encode(video_a[4]))[0], atol=1e-5)
+    # the loop opens with A's own frames 1-4
+    np.testing.assert_allclose(loop[0, :4], video_a[1:5], atol=1e-5)
+    np.testing.assert_array_equal(
+        loop, gen.loop(params, ["x"], frames=16, height=32, width=48, seed=5, **STEPS)
+    )
 
 
 def test_prompt_expansion():

@@ -10,8 +10,9 @@ than training's (as ``eval-dit``):
   colours and shapes, read by ``describe``) and every object that moves keeps moving the way it moved in the
   given part (displacement . velocity > 0). The same check on the clip's true continuation (through the VAE)
   is the ceiling, a test of the check itself.
-- **loop**: the seam (mean absolute difference between the last and the first frame) against the clip's
-  mean frame-to-frame change; a loop passes when its seam is smaller.
+- **loop**: a loop of ``frames - 1`` frames (its period: 16 for 17-frame clips); the seam (mean absolute
+  difference between the last and the first frame) against the loop's mean frame-to-frame change; a loop
+  passes when its seam is smaller.
 - **text-to-image**: one-frame generations for held-out image captions, colour and shape accuracy.
 
 Results go to ``eval_modes.json`` in the workdir and a few gifs to ``eval_modes/``.
@@ -188,8 +189,8 @@ def evaluate_modes(
 
     def loop(k, it):
         w, h = it["size"]
-        out = generator.loop(
-            params, [it["prompt"]], frames=frames, height=h, width=w, seed=seed + k, **sample_kw
+        out = generator.loop(  # a loop's frames are its period: the clip without a closing frame
+            params, [it["prompt"]], frames=frames - 1, height=h, width=w, seed=seed + k, **sample_kw
         )
         return loop_seam(out[0]), np.concatenate([out[0], out[0]])  # the gif plays it twice
 
