@@ -18,6 +18,26 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxsora-test-xla-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
+import jax  # noqa: E402  (after the flags)
+import orbax.checkpoint as ocp  # noqa: E402
+import pytest  # noqa: E402
+
+# Orbax saves an array replicated over n devices as n slices written by different replicas (replica-parallel,
+# its default). On the 8 CPU devices that slices every parameter 8 ways with eager ops, each compiled on first
+# use: ~10 s for the first save of a train state in each process. The tests save whole shards instead, except
+# where `orbax_replica_parallel` is used (the DiT round-trip and resume tests keep orbax's default path).
+REPLICA_PARALLEL = ocp.type_handlers.get_type_handler(jax.Array)
+WHOLE_SHARDS = ocp.type_handlers.ArrayHandler(use_replica_parallel=False)
+ocp.type_handlers.register_type_handler(jax.Array, WHOLE_SHARDS, override=True)
+
+
+@pytest.fixture(scope="module")
+def orbax_replica_parallel():
+    """Orbax's default, replica-parallel array saving, for the rest of the module's tests."""
+    ocp.type_handlers.register_type_handler(jax.Array, REPLICA_PARALLEL, override=True)
+    yield
+    ocp.type_handlers.register_type_handler(jax.Array, WHOLE_SHARDS, override=True)
+
 
 # The slowest files first: with `--dist loadfile` (pyproject.toml) each file goes to one worker in this order,
 # so a long file does not start last while the other worker has nothing left to do.
@@ -33,11 +53,3 @@ SLOWEST_FIRST = (
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
-
-if os.environ.get("JAXSORA_TEST_NORP"):
-    import jax
-    import orbax.checkpoint as ocp
-
-    ocp.type_handlers.register_type_handler(
-        jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
-    )

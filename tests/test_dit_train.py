@@ -113,9 +113,10 @@ RUN = ("train.steps=5", "train.ckpt_every=2")
 
 
 @pytest.fixture(scope="module")
-def straight(latents, tmp_path_factory):
+def straight(latents, tmp_path_factory, orbax_replica_parallel):
     """One uninterrupted run, the reference of the round-trip and resume tests: 5 steps, saved every 2 steps
-    (periodic async saves while training goes on: 2, 4) and at the last (5)."""
+    (periodic async saves while training goes on: 2, 4) and at the last (5). These tests save the way Orbax
+    does by default (replica-parallel: each replica writes a slice), the rest of the suite whole shards."""
     trainer = dit_train.DiTTrainer(config_for(latents, *RUN), tmp_path_factory.mktemp("straight"))
     rec = Recorder(trainer)
     trainer.run(progress=False)
