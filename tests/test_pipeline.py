@@ -46,6 +46,26 @@ def test_batches_have_one_shape_and_values_in_range():
         assert video.shape[0] * np.prod(video.shape[1:4]) <= 40000 or video.shape[0] == 1
 
 
+def test_uint8_batches_are_the_same_pixels():
+    """``video_dtype="uint8"`` (the VAE trainer's: a quarter of the host work and transfer) gives the float
+    batches' pixels, converted on the consumer's side by ``to_signed_unit`` (numpy or jax)."""
+    import jax.numpy as jnp
+
+    from jaxsora.data.buckets import to_signed_unit
+
+    config = tiny_config()
+    floats = itertools.islice(batched_dataset(FakeSource(40), config, shard_index=0, shard_count=1), 4)
+    ints = itertools.islice(
+        batched_dataset(FakeSource(40), config, shard_index=0, shard_count=1, video_dtype="uint8"), 4
+    )
+    for f, i in zip(floats, ints, strict=True):
+        assert i["video"].dtype == np.uint8 and i["index"].tolist() == f["index"].tolist()
+        np.testing.assert_array_equal(to_signed_unit(i["video"]), f["video"])
+        np.testing.assert_allclose(np.asarray(to_signed_unit(jnp.asarray(i["video"]))), f["video"], atol=1e-6)
+    with pytest.raises(ValueError, match="video_dtype"):
+        batched_dataset(FakeSource(4), config, shard_index=0, shard_count=1, video_dtype="float16")
+
+
 def test_epoch_covers_every_clip_once():
     config = tiny_config()
     seen = []

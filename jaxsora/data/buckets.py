@@ -40,16 +40,30 @@ def batch_size_for(
     return max(multiple, (size // multiple) * multiple)
 
 
-def collate(elements: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stacks one bucket's clips: ``video`` becomes float32 ``[B, T, H, W, 3]`` in [-1, 1]."""
+VIDEO_DTYPES = ("float32", "uint8")
+
+
+def collate(elements: list[dict[str, Any]], video_dtype: str = "float32") -> dict[str, Any]:
+    """Stacks one bucket's clips: ``video`` becomes float32 ``[B, T, H, W, 3]`` in [-1, 1], or stays uint8
+    (``video_dtype="uint8"``: a quarter of the bytes to stack, move and transfer; the consumer converts it on
+    its device with :func:`to_signed_unit`)."""
     videos = np.stack([e["video"] for e in elements])
-    batch: dict[str, Any] = {"video": videos.astype(np.float32) * (2.0 / 255.0) - 1.0}
+    if video_dtype not in VIDEO_DTYPES:
+        raise ValueError(f"video_dtype must be one of {VIDEO_DTYPES}, got {video_dtype!r}")
+    batch: dict[str, Any] = {"video": videos if video_dtype == "uint8" else to_signed_unit(videos)}
     for key in elements[0]:
         if key == "video":
             continue
         values = [e[key] for e in elements]
         batch[key] = np.stack(values) if key in _ARRAY_KEYS else values
     return batch
+
+
+def to_signed_unit(video):
+    """uint8 pixels -> float32 in [-1, 1] (numpy or jax arrays; float input is returned as it is)."""
+    if video.dtype != np.uint8:
+        return video
+    return video.astype(np.float32) * (2.0 / 255.0) - 1.0
 
 
 class BucketBatchIterDataset(grain.IterDataset):
@@ -64,8 +78,11 @@ class BucketBatchIterDataset(grain.IterDataset):
         batch_multiple: int = 1,
         max_buffered: int = 512,
         drop_remainder: bool = False,
+        video_dtype: str = "float32",
     ):
         super().__init__(parent)
+        if video_dtype not in VIDEO_DTYPES:
+            raise ValueError(f"video_dtype must be one of {VIDEO_DTYPES}, got {video_dtype!r}")
         if batch_multiple < 1 or max_batch_size < batch_multiple:
             raise ValueError(
                 f"need 1 <= batch_multiple <= max_batch_size, got {batch_multiple}, {max_batch_size}"
@@ -76,6 +93,7 @@ class BucketBatchIterDataset(grain.IterDataset):
             batch_multiple=batch_multiple,
             max_buffered=max_buffered,
             drop_remainder=drop_remainder,
+            video_dtype=video_dtype,
         )
 
     def __iter__(self) -> BucketBatchIterator:
@@ -92,8 +110,10 @@ class BucketBatchIterator(grain.DatasetIterator):
         batch_multiple: int,
         max_buffered: int,
         drop_remainder: bool,
+        video_dtype: str = "float32",
     ):
         super().__init__(parent)
+        self._video_dtype = video_dtype
         self._max_batch_pixels = max_batch_pixels
         self._max_batch_size = max_batch_size
         self._multiple = batch_multiple
@@ -154,7 +174,7 @@ class BucketBatchIterator(grain.DatasetIterator):
             del self._buffers[shape]
         self._emitted.update(seq for seq, _, _ in entries)
         self._advance_anchor()
-        return collate([element for _, _, element in entries])
+        return collate([element for _, _, element in entries], self._video_dtype)
 
     def _advance_anchor(self) -> None:
         """Moves the anchor to the oldest clip still buffered (or to now, when nothing is)."""

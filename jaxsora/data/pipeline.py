@@ -173,8 +173,10 @@ def batched_dataset(
     shard_count: int | None = None,
     num_epochs: int | None = None,
     drop_remainder: bool = False,
+    video_dtype: str = "float32",
 ) -> grain.IterDataset:
-    """Shape-bucketed batches: ``video`` float32 ``[B, T, H, W, 3]`` in [-1, 1], tokens, captions."""
+    """Shape-bucketed batches: ``video`` float32 ``[B, T, H, W, 3]`` in [-1, 1] (or uint8 pixels with
+    ``video_dtype="uint8"``, converted by the consumer on its device), tokens, captions."""
     d = config.data
     ds = clip_dataset(source, config, shard_index=shard_index, shard_count=shard_count, num_epochs=num_epochs)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(d.num_threads, 0), prefetch_buffer_size=16))
@@ -188,4 +190,5 @@ def batched_dataset(
         batch_multiple=d.batch_multiple,
         max_buffered=d.max_buffered,
         drop_remainder=drop_remainder,
+        video_dtype=video_dtype,
     )
