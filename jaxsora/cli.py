@@ -39,9 +39,9 @@ def _cmd_train_vae(args, overrides) -> None:
 
     config = load_config(args.config, overrides)
     result = VAETrainer(config, args.workdir).run()
-    print(
-        f"train-vae: step {config.vae_train.steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items())
-    )
+    reached = int(result.get("steps", config.vae_train.steps))  # a time limit or preemption may stop it early
+    stats = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if k != "steps")
+    print(f"train-vae: step {reached} of {config.vae_train.steps}: {stats}")
     print(f"checkpoints and TensorBoard logs in {args.workdir}/")
 
 
