@@ -7,13 +7,14 @@ shape. Text-to-video of any size and duration the VAE accepts (an image is 1 fra
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsora import diffusion, patching
+from jaxsora import diffusion, parallel, patching
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -25,12 +26,19 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 class Generator:
-    """Samples latents with the flow and decodes them; ``parts`` is a :class:`jaxsora.train.dit.DiTParts`."""
+    """Samples latents with the flow and decodes them; ``parts`` is a :class:`jaxsora.train.dit.DiTParts`.
 
-    def __init__(self, parts, codec=None):
+    With a ``mesh`` of several devices (:func:`jaxsora.parallel.make_mesh`), sampling runs sharded over it:
+    the parameters placed by the model's logical axis names (the training rules table), the batch of prompts
+    (twice, with the unconditional half of classifier-free guidance) over data x fsdp where it divides, the
+    tokens over the sequence axis, under the same one jit per (grid, steps, sampler)."""
+
+    def __init__(self, parts, codec=None, mesh=None):
         self.parts = parts
         self.codec = codec
+        self.mesh = mesh if mesh is not None and mesh.size > 1 else None
         self._jitted = jax.jit(self._sample, static_argnames=("grid", "steps", "method"))
+        self._param_shardings = None
 
     # -- geometry -----------------------------------------------------------------------------------------
     def factors(self) -> tuple[int, int]:
@@ -133,19 +141,37 @@ class Generator:
             given_values = jnp.zeros_like(noise)
         given = jnp.broadcast_to(jnp.asarray(given), (n, s))
         given_values = jnp.broadcast_to(jnp.asarray(given_values, jnp.float32), (n, s, p))
-        return self._jitted(
-            params,
-            ids,
-            mask,
-            x_start,
-            given,
-            given_values,
-            jnp.float32(guidance),
-            jnp.float32(strength),
-            grid=tuple(grid),
-            steps=steps,
-            method=sampler,
-        )
+        args = (params, ids, mask, x_start, given, given_values)
+        if self.mesh is not None:
+            args = self._place(*args)
+        with contextlib.ExitStack() as stack:
+            if self.mesh is not None:
+                stack.enter_context(parallel.mesh_context(self.mesh))
+            return self._jitted(
+                *args,
+                jnp.float32(guidance),
+                jnp.float32(strength),
+                grid=tuple(grid),
+                steps=steps,
+                method=sampler,
+            )
+
+    def _place(self, params, *batch):
+        """Parameters by their logical names, the batch over data x fsdp where its size divides."""
+        mesh = self.mesh
+        if self._param_shardings is None:
+            abstract = jax.eval_shape(self.parts.init_params, jax.random.key(0))
+            self._param_shardings = parallel.state_shardings(mesh, abstract)
+        params = jax.device_put(params, self._param_shardings)
+        ways = mesh.shape["data"] * mesh.shape["fsdp"]
+        placed = []
+        for x in batch:
+            x = jnp.asarray(x)
+            sharding = (
+                parallel.batch_sharding(mesh, x.ndim) if x.shape[0] % ways == 0 else parallel.replicated(mesh)
+            )
+            placed.append(jax.device_put(x, sharding))
+        return (params, *placed)
 
     # -- latents <-> tokens <-> pixels --------------------------------------------------------------------
     def tokens_to_latents(self, tokens, grid) -> jax.Array:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -75,7 +76,16 @@ def run(args) -> dict:
 
     if not pathlib.Path(args.checkpoint, "checkpoints").is_dir():
         raise FileNotFoundError(f"no checkpoints in {args.checkpoint}: give a `jaxsora train` workdir")
-    generator, params, config = load_trained(args.checkpoint, ema=not args.raw)
+    import jax
+
+    from jaxsora import parallel
+
+    # Several devices: sampling is sharded over all of them, the prompts (twice, with guidance's unconditional
+    # half) over data as far as they divide, each clip's tokens over sequence for the rest.
+    devices = jax.device_count()
+    data = math.gcd(devices, 2 * len(args.prompt))
+    mesh = parallel.make_mesh({"data": data, "sequence": devices // data}) if devices > 1 else None
+    generator, params, config = load_trained(args.checkpoint, ema=not args.raw, mesh=mesh)
     width, height = parse_size(args.size or config.train.sample_size)
     expander = None if args.no_expand else SyntheticWorldExpander()
     prompts = [expander(p) if expander else p for p in args.prompt]

@@ -176,6 +176,28 @@ def test_loop_closes_on_its_own_start(setup, monkeypatch):
     )
 
 
+@pytest.mark.parametrize("shape", [{"data": 4, "sequence": 2}, {"data": 2, "fsdp": 2, "sequence": 2}])
+def test_sampling_sharded_over_the_mesh_equals_one_device(setup, shape):
+    """With a mesh of the 8 test devices, the Generator places the parameters by their logical names and the
+    prompts over data (x fsdp), the model shards tokens over sequence: the same samples as on one device."""
+    from jaxsora import parallel
+
+    gen, params = setup
+    sharded = Generator(gen.parts, gen.codec, mesh=parallel.make_mesh(shape))
+    grid = (2, 4, 6)
+    given = np.zeros((1, 48), bool)
+    given[:, :24] = True  # the first latent frame held, as image-to-video does
+    values = np.random.default_rng(0).normal(size=(1, 48, gen.parts.cfg.patch_dim)).astype(np.float32)
+    for prompts, extra in (
+        (["a red circle"], {}),
+        (["a", "b", "c", "d"], dict(given=given, given_values=values)),
+    ):
+        one = gen.sample_tokens(params, prompts, grid, seed=3, **STEPS, **extra)
+        many = sharded.sample_tokens(params, prompts, grid, seed=3, **STEPS, **extra)
+        assert len(many.sharding.device_set) == 8 and not many.sharding.is_fully_replicated, many.sharding
+        np.testing.assert_allclose(np.asarray(many), np.asarray(one), atol=1e-5)
+
+
 def test_prompt_expansion():
     expand = SyntheticWorldExpander()
     assert expand("a red circle going left") == "A medium red circle moves slowly left, on a grey background."

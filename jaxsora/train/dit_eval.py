@@ -29,9 +29,15 @@ DIRECTIONS = set(vocab.DIRECTIONS)
 
 
 def load_trained(
-    workdir: str | pathlib.Path, *, ema: bool = True, step: int | None = None, with_vae: bool = True
+    workdir: str | pathlib.Path,
+    *,
+    ema: bool = True,
+    step: int | None = None,
+    with_vae: bool = True,
+    mesh: jax.sharding.Mesh | None = None,
 ):
-    """(Generator, params, config) of a ``jaxsora train`` workdir (EMA weights by default)."""
+    """(Generator, params, config) of a ``jaxsora train`` workdir (EMA weights by default); with a ``mesh``
+    of several devices the Generator samples sharded over it."""
     config = load_run_config(workdir)
     meta = read_latent_meta(config.train.latents)
     parts = DiTParts(config, meta)
@@ -56,7 +62,7 @@ def load_trained(
         if not vae:
             raise ValueError("no VAE to decode with: pass --config.train.vae=<train-vae workdir>")
         codec, _ = load_codec(vae)
-    return Generator(parts, codec), (state.ema_params if ema else state.params), config
+    return Generator(parts, codec, mesh), (state.ema_params if ema else state.params), config
 
 
 def held_out_prompts(
