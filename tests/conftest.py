@@ -4,6 +4,7 @@ The flags must be set before jax is imported anywhere, which is why they live he
 A persistent compilation cache for the session lets tests that build the same model twice compile it once.
 """
 
+import logging
 import os
 import tempfile
 
@@ -28,15 +29,28 @@ import pytest  # noqa: E402
 # where `orbax_replica_parallel` is used (the DiT round-trip and resume tests keep orbax's default path).
 REPLICA_PARALLEL = ocp.type_handlers.get_type_handler(jax.Array)
 WHOLE_SHARDS = ocp.type_handlers.ArrayHandler(use_replica_parallel=False)
-ocp.type_handlers.register_type_handler(jax.Array, WHOLE_SHARDS, override=True)
+
+
+def use_array_handler(handler) -> None:
+    """Registers ``handler`` for jax.Array, without Orbax's warning that it replaces the previous one."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+    finally:
+        absl_logger.setLevel(level)
+
+
+use_array_handler(WHOLE_SHARDS)
 
 
 @pytest.fixture(scope="module")
 def orbax_replica_parallel():
     """Orbax's default, replica-parallel array saving, for the rest of the module's tests."""
-    ocp.type_handlers.register_type_handler(jax.Array, REPLICA_PARALLEL, override=True)
+    use_array_handler(REPLICA_PARALLEL)
     yield
-    ocp.type_handlers.register_type_handler(jax.Array, WHOLE_SHARDS, override=True)
+    use_array_handler(WHOLE_SHARDS)
 
 
 # The slowest files first: with `--dist loadfile` (pyproject.toml) each file goes to one worker in this order,

@@ -70,6 +70,9 @@ class ByteTextEncoder(nn.Module):
             nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
             (tokenizer.VOCAB_SIZE, cfg.width),
         )
+        # The table is tiny (bytes x width): gather it whole before the lookup, rather than leave XLA to find
+        # a way from its fsdp-sharded columns to batch-sharded rows (it falls back to full rematerialization).
+        embed = nn.with_logical_constraint(embed, ("vocab", None))
         x = jnp.take(embed, tokens, axis=0)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         positions = jnp.broadcast_to(jnp.arange(tokens.shape[1])[None, :, None], (*tokens.shape, 1))
