@@ -203,6 +203,7 @@ class Generator:
     def decode(self, latents) -> np.ndarray:
         """VAE latents ``[N, t, h, w, C]`` -> videos ``[N, T, H, W, 3]`` in [-1, 1] (chunked when long)."""
         chunk = 4 if latents.shape[1] > 8 else 0
+        latents = np.asarray(latents)  # from wherever sampling left them (a mesh) to the VAE's device
         return np.asarray(self._codec().decode(latents, chunk_latents=chunk), np.float32)
 
     def _frames_to_latent_count(self, frames: int) -> int:
@@ -223,10 +224,11 @@ class Generator:
         t, h, w = grid
         per_frame = h * w
         given = np.zeros((t * per_frame,), bool)
-        values = jnp.zeros((t * per_frame, self.parts.cfg.patch_dim), jnp.float32)
+        # Assembled on the host: the frames may come from different devices (the VAE's, or a sharded sample).
+        values = np.zeros((t * per_frame, self.parts.cfg.patch_dim), np.float32)
         for index, tokens in given_frames.items():
             given[index * per_frame : (index + 1) * per_frame] = True
-            values = values.at[index * per_frame : (index + 1) * per_frame].set(tokens)
+            values[index * per_frame : (index + 1) * per_frame] = np.asarray(tokens)
         return self.sample_tokens(params, prompts, grid, given=given[None], given_values=values[None], **kw)
 
     def _split_frames(self, latents) -> dict[int, jax.Array]:

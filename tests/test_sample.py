@@ -183,7 +183,9 @@ def test_sampling_sharded_over_the_mesh_equals_one_device(setup, shape):
     from jaxsora import parallel
 
     gen, params = setup
-    sharded = Generator(gen.parts, gen.codec, mesh=parallel.make_mesh(shape))
+    # the VAE's params committed to one device, as a restored checkpoint's are
+    codec = VideoCodec(gen.codec.cfg, jax.device_put(gen.codec.params, jax.devices()[0]))
+    sharded = Generator(gen.parts, codec, mesh=parallel.make_mesh(shape))
     grid = (2, 4, 6)
     given = np.zeros((1, 48), bool)
     given[:, :24] = True  # the first latent frame held, as image-to-video does
@@ -196,6 +198,10 @@ def test_sampling_sharded_over_the_mesh_equals_one_device(setup, shape):
         many = sharded.sample_tokens(params, prompts, grid, seed=3, **STEPS, **extra)
         assert len(many.sharding.device_set) == 8 and not many.sharding.is_fully_replicated, many.sharding
         np.testing.assert_allclose(np.asarray(many), np.asarray(one), atol=1e-5)
+    # the modes built on it mix sharded samples with the VAE's one-device latents
+    one = gen.loop(params, ["x"], frames=8, height=32, width=48, seed=4, **STEPS)
+    many = sharded.loop(params, ["x"], frames=8, height=32, width=48, seed=4, **STEPS)
+    np.testing.assert_allclose(many, one, atol=1e-4)
 
 
 def test_prompt_expansion():
