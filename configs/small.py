@@ -29,10 +29,7 @@ def get_config():
     d.synthetic.min_frames = 17
     d.synthetic.image_fraction = 0.2
 
-    # The world's captions are at most 205 byte tokens (BOS/EOS included) in 20,000 clips, mean 90
-    # (`python experiments/data/caption_lengths.py --clips 20000`): 208 instead of 256 cuts the caption rows every
-    # pack cross-attends and the text encoder runs by 19% (~7% of a step's FLOPs) and truncates no caption there.
-    config.text.max_len = 208
+    config.text.max_len = 256
 
     pk = config.packing
     pk.seq_len = 2048
