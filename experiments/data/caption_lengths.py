@@ -23,14 +23,16 @@ def main(argv=None):
     p.add_argument("--clips", type=int, default=2000)
     args = p.parse_args(argv)
     config = load_config(args.config)
-    syn = config.data.synthetic
-    world = SyntheticWorld(
-        num_clips=max(args.clips, 1),
-        seed=config.seed,
-        image_fraction=syn.image_fraction,
-        min_frames=syn.min_frames,
-    )
-    lengths = np.array([len(world.load(i, [0], 64, 64).caption.encode()) + 2 for i in range(args.clips)])
+    # The world as the pipeline builds it (make_source), and each clip loaded over the frames the pipeline
+    # takes (captions describe the motion over them: one frame would give the short, motionless caption).
+    world = SyntheticWorld(**{**config.data.synthetic.to_dict(), "num_clips": max(args.clips, 1)})
+    max_frames = config.data.max_frames
+
+    def caption_tokens(i: int) -> int:
+        frames = list(range(min(world.info(i).num_frames, max_frames)))
+        return len(world.load(i, frames, 64, 64).caption.encode()) + 2
+
+    lengths = np.array([caption_tokens(i) for i in range(args.clips)])
     max_len = config.text.max_len
     print(
         f"{args.clips} captions, byte tokens incl. BOS/EOS: mean {lengths.mean():.1f}, "
