@@ -9,6 +9,7 @@ import jax
 import model_params
 import numpy as np
 import pytest
+from checkpoint_checks import assert_latest_restores_exactly
 from latent_factory import make_latent_dataset
 
 from jaxsora import parallel
@@ -17,7 +18,7 @@ from jaxsora.data.latents import LatentDataset
 from jaxsora.data.packing import packed_dataset
 from jaxsora.sample import Generator
 from jaxsora.train import dit as dit_train
-from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings
+from jaxsora.train.checkpoint import Checkpointer
 
 SMALL = [
     "packing.seq_len=64",
@@ -126,13 +127,7 @@ def straight(latents, tmp_path_factory, orbax_replica_parallel):
 def test_checkpoint_round_trip_is_exact(straight):
     trainer, _ = straight
     fresh = dit_train.DiTTrainer(trainer.config, trainer.workdir).init_state()
-    ckpt = Checkpointer(trainer.workdir / "checkpoints", save_every=1, keep=1)
-    assert ckpt.manager.all_steps() == [2, 4, 5]
-    restored = ckpt.restore(abstract_with_shardings(fresh))
-    assert int(restored.step) == 5
-    for a, b in zip(jax.tree.leaves(trainer.state), jax.tree.leaves(restored), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-        assert a.sharding.is_equivalent_to(b.sharding, a.ndim)
+    assert_latest_restores_exactly(trainer.workdir, trainer.state, fresh, [2, 4, 5])
 
 
 def test_sigterm_saves_and_resume_reproduces_the_uninterrupted_losses(latents, straight, tmp_path):

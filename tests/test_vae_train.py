@@ -6,11 +6,12 @@ import signal
 import jax
 import numpy as np
 import pytest
+from checkpoint_checks import assert_latest_restores_exactly
 from fakes import FakeSource
 
 import jaxsora.train.vae as vae_train
 from jaxsora.config import load_config
-from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings
+from jaxsora.train.checkpoint import Checkpointer
 from jaxsora.train.optim import lr_at, schedule
 
 SMALL = [
@@ -81,13 +82,7 @@ def test_a_few_steps_lower_the_loss(straight):
 def test_checkpoint_round_trip_is_exact(straight):
     trainer, _ = straight
     fresh = vae_train.VAETrainer(trainer.config, trainer.workdir).init_state()
-    ckpt = Checkpointer(trainer.workdir / "checkpoints", save_every=1, keep=1)
-    assert ckpt.manager.all_steps() == [3, 6, 8]
-    restored = ckpt.restore(abstract_with_shardings(fresh))
-    assert int(restored.step) == 8
-    for a, b in zip(jax.tree.leaves(trainer.state), jax.tree.leaves(restored), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-        assert a.sharding.is_equivalent_to(b.sharding, a.ndim)
+    assert_latest_restores_exactly(trainer.workdir, trainer.state, fresh, [3, 6, 8])
 
 
 def test_sigterm_saves_and_resume_matches_an_uninterrupted_run(straight, tmp_path):
