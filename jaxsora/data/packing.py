@@ -10,7 +10,7 @@ One packed sequence (``[B, ...]`` in front once batched; ``K = max_clips_per_pac
     tokens        float32 [seq_len, D]   patch values, D = pt*ph*pw*C; zeros in padding
     segment_ids   int32   [seq_len]      1..k for the clips in the pack, 0 for padding
     positions     int32   [seq_len, 3]   each token's (t, h, w) on its clip's patch grid (0 in padding)
-    text_tokens   int32   [K, L]         row j is the caption of segment j + 1 (byte tokens)
+    text_tokens   int32   [K, L]         row j is the caption of segment j + 1 (byte tokens, or ``tokenize``'s)
     text_mask     bool    [K, L]         its real tokens
     text_segment_ids int32 [K]           j + 1 for a used row, 0 for an empty one
     grid          int32   [K, 3]         clip j's patch grid (T, H, W), to rebuild it or make its noise
@@ -265,7 +265,7 @@ def packed_dataset(
 
     ``batch_size`` defaults to ``config.packing.batch_size``; 0 returns single packs, unbatched.
     ``tokenize`` (a picklable ``captions -> (ids, mask)``, e.g. ``TextEncoder.caption_tokenizer()``) re-tokenizes
-    each caption for a text encoder whose tokens are not the dataset's byte tokens (T5)."""
+    each caption for a text encoder whose tokens are not the dataset's byte tokens (hashed words, T5)."""
     pk = config.packing
     if shard_index is None or shard_count is None:
         import jax

@@ -1,9 +1,14 @@
 """Text conditioning: captions -> token ids -> text states the diffusion transformer cross-attends.
 
-Two encoders behind one interface (:class:`TextEncoder`):
+Three encoders behind one interface (:class:`TextEncoder`):
 
 - ``byte`` (default): a small bidirectional transformer over byte-level tokens (:mod:`jaxsora.tokenizer`: no
   vocabulary file), trained jointly with the diffusion transformer. Its params live in the train state.
+- ``words``: the same transformer over hashed word tokens (:func:`jaxsora.tokenizer.encode_words`: lowercased
+  words and punctuation marks, each hashed to one of ``text_encoder.vocab_size`` ids; still no vocabulary
+  file). A caption is about a quarter as many positions as in bytes, and the encoder need not learn to spell.
+  The latent dataset stores byte tokens, so the data pipeline re-tokenizes captions for it
+  (:meth:`TextEncoder.caption_tokenizer`).
 - ``t5``: a frozen T5 / UMT5 encoder (:mod:`jaxsora.models.t5`) loaded from a local Hugging Face folder
   (``text_encoder.t5_path``); its weights are not trained and its tokenizer comes from that folder.
 
@@ -32,6 +37,9 @@ from jaxsora.models.rope import Rotary
 
 @dataclasses.dataclass(frozen=True)
 class ByteTextConfig:
+    """The jointly trained encoder (kinds ``byte`` and ``words``); ``vocab_size`` is the embedding table's rows:
+    the byte vocabulary unless the tokens are hashed words."""
+
     width: int = 256
     depth: int = 2
     num_heads: int = 4
@@ -39,6 +47,7 @@ class ByteTextConfig:
     mlp_dim: int = 1024
     dtype: str = "bfloat16"
     attention: str = "auto"
+    vocab_size: int = tokenizer.VOCAB_SIZE
 
 
 class _EncoderLayer(nn.Module):
@@ -58,7 +67,8 @@ class _EncoderLayer(nn.Module):
 
 
 class ByteTextEncoder(nn.Module):
-    """Byte tokens ``[N, L]`` + mask -> states ``[N, L, width]`` (float32); padding positions are zero."""
+    """Token ids ``[N, L]`` (bytes or hashed words, below ``cfg.vocab_size``) + mask -> states ``[N, L, width]``
+    (float32); padding positions are zero."""
 
     cfg: ByteTextConfig
 
@@ -68,10 +78,11 @@ class ByteTextEncoder(nn.Module):
         embed = self.param(
             "embedding",
             nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
-            (tokenizer.VOCAB_SIZE, cfg.width),
+            (cfg.vocab_size, cfg.width),
         )
-        # The table is tiny (bytes x width): gather it whole before the lookup, rather than leave XLA to find
-        # a way from its fsdp-sharded columns to batch-sharded rows (it falls back to full rematerialization).
+        # The table is small (259 bytes, or e.g. 16384 hashed words x 256 = 16 MB in float32): gather it whole
+        # before the lookup, rather than leave XLA to find a way from its fsdp-sharded columns to batch-sharded
+        # rows (it falls back to full rematerialization). A table of hundreds of MB would want another plan.
         embed = nn.with_logical_constraint(embed, ("vocab", None))
         x = jnp.take(embed, tokens, axis=0)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
@@ -110,16 +121,14 @@ class TextEncoder:
         return ids[0], mask[0]
 
 
-class ByteText(TextEncoder):
-    kind, trainable = "byte", True
+class _JointText(TextEncoder):
+    """A :class:`ByteTextEncoder` trained with the DiT; subclasses choose the tokens."""
+
+    trainable = True
 
     def __init__(self, cfg: ByteTextConfig, max_len: int):
         self.cfg, self.width, self.max_len = cfg, cfg.width, max_len
         self.module = ByteTextEncoder(cfg)
-
-    def tokenize(self, captions):
-        rows = [tokenizer.encode(c, self.max_len) for c in captions]
-        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
 
     def init(self, rng):
         ids = jnp.zeros((1, self.max_len), jnp.int32)
@@ -127,6 +136,35 @@ class ByteText(TextEncoder):
 
     def apply(self, params, ids, mask):
         return self.module.apply({"params": params}, ids, mask)
+
+
+class ByteText(_JointText):
+    kind = "byte"
+
+    def __init__(self, cfg: ByteTextConfig, max_len: int):
+        if cfg.vocab_size != tokenizer.VOCAB_SIZE:
+            raise ValueError(f"byte tokens need vocab_size {tokenizer.VOCAB_SIZE}, got {cfg.vocab_size}")
+        super().__init__(cfg, max_len)
+
+    def tokenize(self, captions):
+        rows = [tokenizer.encode(c, self.max_len) for c in captions]
+        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
+
+class WordText(_JointText):
+    """The jointly trained encoder over hashed word tokens (:func:`jaxsora.tokenizer.encode_words`)."""
+
+    kind = "words"
+
+    def __init__(self, cfg: ByteTextConfig, max_len: int):
+        super().__init__(cfg, max_len)
+        self._tokenizer = tokenizer.WordTokenizer(max_len, cfg.vocab_size)
+
+    def tokenize(self, captions):
+        return self._tokenizer(list(captions))
+
+    def caption_tokenizer(self):
+        return self._tokenizer  # the latent dataset holds byte tokens: the pipeline re-tokenizes with this
 
 
 class T5Text(TextEncoder):
@@ -180,19 +218,29 @@ class HFCaptionTokenizer:
         return t5.tokenize(self._tokenizer, list(captions), self.max_len)
 
 
+def _joint_config(section) -> ByteTextConfig:
+    """``ByteTextConfig`` from the ``text_encoder`` section's fields, without ``vocab_size`` (the kind sets it;
+    the section may lack it: configs written before it existed)."""
+    fields = {f.name for f in dataclasses.fields(ByteTextConfig)} - {"vocab_size"}
+    return ByteTextConfig(**{k: v for k, v in section.items() if k in fields})
+
+
 def make_text_encoder(config) -> TextEncoder:
-    """The text encoder ``config.text_encoder`` describes (``kind``: byte | t5)."""
+    """The text encoder ``config.text_encoder`` describes (``kind``: byte | words | t5)."""
     section = config.text_encoder
-    if section.kind == "byte":
-        fields = {f.name for f in dataclasses.fields(ByteTextConfig)}
-        return ByteText(
-            ByteTextConfig(**{k: v for k, v in section.items() if k in fields}), config.text.max_len
-        )
+    if section.kind == "byte":  # always the 259 byte ids: text_encoder.vocab_size is for kind words
+        return ByteText(_joint_config(section), config.text.max_len)
+    if section.kind == "words":
+        vocab_size = section.get("vocab_size")
+        if not vocab_size:
+            raise ValueError("text_encoder.kind=words needs text_encoder.vocab_size (e.g. 16384)")
+        cfg = dataclasses.replace(_joint_config(section), vocab_size=int(vocab_size))
+        return WordText(cfg, config.text.max_len)
     if section.kind == "t5":
         if not section.t5_path:
             raise ValueError("text_encoder.kind=t5 needs --config.text_encoder.t5_path=<local HF T5 folder>")
         return T5Text(section.t5_path, config.text.max_len, section.dtype)
-    raise ValueError(f"text_encoder.kind must be 'byte' or 't5', got {section.kind!r}")
+    raise ValueError(f"text_encoder.kind must be 'byte', 'words' or 't5', got {section.kind!r}")
 
 
 def pack_states(states: jax.Array, text_mask: jax.Array, text_segment_ids: jax.Array):

@@ -2,8 +2,8 @@
 
 Packed batches (:mod:`jaxsora.data.packing`) of VAE latents from ``jaxsora encode`` are normalised per latent
 channel (statistics from the dataset's meta.json), noised along the rectified-flow path with per-clip times
-and given-frame conditioning (:mod:`jaxsora.diffusion`), and the DiT (plus the jointly trained byte-level text
-encoder) learns the velocity. One jit-compiled train step with explicit in/out shardings over the mesh
+and given-frame conditioning (:mod:`jaxsora.diffusion`), and the DiT (plus the jointly trained text encoder, over
+byte or hashed-word tokens) learns the velocity. One jit-compiled train step with explicit in/out shardings over the mesh
 (data, fsdp, tensor, sequence) from the config; AdamW with warm-up + cosine, clipping, EMA; Orbax async
 checkpoints with the data iterator; SIGTERM saves and stops; TensorBoard scalars and periodic sample videos.
 """
