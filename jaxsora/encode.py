@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxsora import tokenizer
+from jaxsora.data.buckets import batch_size_for
 from jaxsora.data.latents import ChannelStats, PartWriter, part_path
 from jaxsora.data.pipeline import batched_dataset, make_source
 
@@ -49,6 +50,10 @@ def encode_dataset(
     if "iterator" in done:
         data_iter.set_state(done["iterator"])
     stats = ChannelStats(codec.cfg.latent_channels, done.get("stats"))
+    # The dataset keeps byte tokens whatever the encoder (a words or T5 encoder re-tokenizes the stored caption
+    # text when training): rows of text.max_len for the byte encoder, never shorter than 256 bytes otherwise,
+    # so a words config's short rows (64) do not cut the stored byte captions.
+    byte_len = config.text.max_len if config.text_encoder.kind == "byte" else max(config.text.max_len, 256)
     total = len(source) // count if max_clips is None else max_clips
     bar = tqdm(total=total, initial=done["clips"], desc="encode", unit="clip", disable=not progress)
     writer = None
@@ -65,13 +70,15 @@ def encode_dataset(
             batch = next(data_iter)
         except StopIteration:
             break
-        mean, std = codec.encode(jnp.asarray(batch["video"]), chunk_latents=chunk_latents, with_std=True)
-        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        video = pad_batch(batch["video"], config.data)
+        mean, std = codec.encode(jnp.asarray(video), chunk_latents=chunk_latents, with_std=True)
+        count = len(batch["video"])
+        mean, std = np.asarray(mean[:count], np.float32), np.asarray(std[:count], np.float32)
         if writer is None:
             writer = PartWriter(part_path(out, process, done["parts"]))
         t, h, w = batch["video"].shape[1:4]
         for k in range(len(mean)):
-            tokens, mask = tokenizer.encode(batch["caption"][k], config.text.max_len)
+            tokens, mask = tokenizer.encode(batch["caption"][k], byte_len)
             writer.write(
                 {
                     "mean": mean[k],
@@ -105,9 +112,30 @@ def encode_dataset(
         "latent_mean": stats.mean.tolist(),
         "latent_std": stats.std.tolist(),
         "clips": done["clips"],
-        "text_max_len": config.text.max_len,
+        "text_max_len": byte_len,
         **(extra_meta or {}),
     }
     if process == 0:
         (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def full_batch_size(shape: tuple[int, ...], data_config) -> int:
+    """Clips of ``shape`` (T, H, W) in a full batch of the bucket batcher (``batch_multiple`` 1)."""
+    return batch_size_for(
+        tuple(shape),
+        max_batch_pixels=data_config.max_batch_pixels,
+        max_batch_size=data_config.max_batch_size,
+        multiple=1,
+    )
+
+
+def pad_batch(video: np.ndarray, data_config) -> np.ndarray:
+    """A bucket's partial batch (the batcher flushes the fullest partial bucket when ``max_buffered`` clips are
+    waiting, and the last batches are partial) padded with copies of its last clip up to the bucket's full
+    batch size, so the encoder compiles once per clip shape rather than once per (shape, partial size): 12
+    shapes but dozens of sizes for ``configs/small.py``'s 5,000 clips. The caller drops the padded rows."""
+    full = full_batch_size(video.shape[1:4], data_config)
+    if len(video) >= full:
+        return video
+    return np.concatenate([video, np.repeat(video[-1:], full - len(video), axis=0)])

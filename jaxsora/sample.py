@@ -25,6 +25,20 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def loop_splice(body: np.ndarray, held: np.ndarray) -> int:
+    """Where a loop switches renderings: ``body [F, ...]`` opens with the frames of a latent frame that
+    ``held [tf, ...]`` renders again at the loop's end; the loop is ``body[c:]`` then ``held[:c]``, for the
+    ``c`` in 1..tf-1 where the renderings agree best (smallest mean absolute difference of ``held[c - 1]`` and
+    ``body[c - 1]``). Its last frame (``held[c - 1]``, standing for ``body[c - 1]``) and first (``body[c]``)
+    are then neighbours inside one decoded four-frame group, not the two sides of a latent-frame boundary
+    (c = 0), where decoded motion jumps."""
+    tf = len(held)
+    if tf < 2:
+        return 0
+    disagreement = [float(np.mean(np.abs(held[c - 1] - body[c - 1]))) for c in range(1, tf)]
+    return 1 + int(np.argmin(disagreement))
+
+
 class Generator:
     """Samples latents with the flow and decodes them; ``parts`` is a :class:`jaxsora.train.dit.DiTParts`.
 
@@ -293,8 +307,10 @@ class Generator:
         one-frame latent first, four-frame latents after it): clip A covers about half of the loop; clip B
         starts from A's end (one of A's frames re-encoded as a first latent frame, then A's last latent
         frame), generates the rest, and ends held on A's second latent frame (A's frames 1-4), so that its
-        generated part leads back into A's start. The loop is A's frames from 1 up to the re-encoded one,
-        then B's frames after it: its last frame is the one B generated just before A's frame 1."""
+        generated part leads back into A's start. The body is A's frames from 1 up to the re-encoded one,
+        then B's frames after it; both clips render A's latent frame 1 (the body's first four frames, and
+        B's last four), and the loop switches from one rendering to the other inside it
+        (:func:`loop_splice`): the body from frame c on, then B's rendering of the body's frames 0..c-1."""
         if len(prompts) != 1:
             raise ValueError("loop makes one clip at a time: give one prompt")
         tf, _ = self.factors()
@@ -319,9 +335,10 @@ class Generator:
         given = {0: restart, 1: latent_frame(a_steps), length_b - 1: latent_frame(1)}
         b = self._with_given(params, prompts, grid_b, given, **dict(kw, seed=kw.get("seed", 0) + 1))
         video_b = self.decode(self.tokens_to_latents(b, grid_b))[0]
-        return np.concatenate([video_a[1 : 1 + tf * (a_steps - 1)], video_b[1 : 1 + tf * (1 + b_steps)]])[
-            None
-        ]
+        body = np.concatenate([video_a[1 : 1 + tf * (a_steps - 1)], video_b[1 : 1 + tf * (1 + b_steps)]])
+        held = video_b[1 + tf * (1 + b_steps) :]  # B's rendering of A's latent frame 1, as body[:tf] is
+        c = loop_splice(body, held)
+        return np.concatenate([body[c:], held[:c]])[None]
 
     def edit(self, params, prompts, video, *, strength: float, **kw) -> np.ndarray:
         """SDEdit: the video's latents noised to ``t = strength`` and denoised under the new prompt(s)."""

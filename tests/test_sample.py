@@ -10,7 +10,7 @@ from jaxsora.config import load_config
 from jaxsora.models.vae import VAE
 from jaxsora.models.vae_codec import VideoCodec
 from jaxsora.prompts import CallableExpander, SyntheticWorldExpander
-from jaxsora.sample import Generator
+from jaxsora.sample import Generator, loop_splice
 from jaxsora.train.dit import DiTParts
 from jaxsora.train.vae import vae_config
 
@@ -154,7 +154,9 @@ def test_loop_closes_on_its_own_start(setup, monkeypatch):
 
     def record_given(params, prompts, grid, given, **kw):
         calls["b"] = (given, grid)
-        return with_given(params, prompts, grid, given, **kw)
+        out = with_given(params, prompts, grid, given, **kw)
+        calls["b_out"] = (out, grid)
+        return out
 
     monkeypatch.setattr(gen, "sample_tokens", record_sample)
     monkeypatch.setattr(gen, "_with_given", record_given)
@@ -169,8 +171,14 @@ def test_loop_closes_on_its_own_start(setup, monkeypatch):
     # the restart is one of A's decoded frames re-encoded as a first (one-frame) latent
     video_a = gen.decode(gen.tokens_to_latents(a, grid_a))[0]
     np.testing.assert_allclose(given[0], gen._split_frames(gen.encode(video_a[4]))[0], atol=1e-5)
-    # the loop opens with A's own frames 1-4
-    np.testing.assert_allclose(loop[0, :4], video_a[1:5], atol=1e-5)
+    # the loop opens inside A's frames 1-4 and ends with B's rendering of the ones it skipped
+    b, _ = calls["b_out"]
+    video_b = gen.decode(gen.tokens_to_latents(b, grid_b))[0]
+    held = video_b[-4:]
+    c = loop_splice(np.concatenate([video_a[1:5], video_b[1:13]]), held)
+    assert 1 <= c <= 3
+    np.testing.assert_allclose(loop[0, : 4 - c], video_a[1 + c : 5], atol=1e-5)
+    np.testing.assert_allclose(loop[0, 16 - c :], held[:c], atol=1e-5)
     np.testing.assert_array_equal(
         loop, gen.loop(params, ["x"], frames=16, height=32, width=48, seed=5, **STEPS)
     )
@@ -213,3 +221,11 @@ def test_prompt_expansion():
     assert CallableExpander(str.upper)("a red circle") == "A RED CIRCLE"
     with pytest.raises(ValueError, match="non-empty"):
         CallableExpander(lambda p: "")("x")
+
+
+def test_loop_splice_switches_where_the_renderings_agree():
+    body = np.zeros((12, 2, 2, 3), np.float32)
+    body[:4] = np.arange(4, dtype=np.float32)[:, None, None, None]  # the shared latent frame's four frames
+    held = body[:4] + np.array([0.5, 0.4, 0.05, 0.3], np.float32)[:, None, None, None]  # re-rendered
+    assert loop_splice(body, held) == 3  # held[2] agrees best with body[2]: loop = body[3:] + held[:3]
+    assert loop_splice(body, held[:1]) == 0

@@ -38,31 +38,50 @@ def heldout_config(config, seed: int, native_aspect: bool = True):
 
 
 def evaluate(codec: VideoCodec, config, *, num_clips: int, seed: int, native_aspect: bool = True) -> dict:
-    """Per-clip PSNR and SSIM of decode(encode(x)) (latent means) over ``num_clips`` held-out clips."""
+    """Per-clip PSNR and SSIM of decode(encode(x)) (latent means) over the first ``num_clips`` held-out clips.
+
+    The clips are read first, then coded shape by shape in batches of the size the config's bucket batcher
+    gives that shape (``data.max_batch_pixels``, ``data.max_batch_size``), a partial batch padded to it
+    (:func:`jaxsora.encode.pad_batch`): one compilation per clip shape, and the same shapes as ``jaxsora
+    encode`` under the same data settings, so with a persistent compilation cache (the recipe sets one) the
+    two share their encoder compilations."""
+    from jaxsora.encode import full_batch_size, pad_batch
+
     config = heldout_config(config, seed, native_aspect)
     source = make_source(config.data)
     ds = clip_dataset(source, config, shard_index=0, shard_count=1, num_epochs=1)
     it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=max(config.data.num_threads, 1))))
+    by_shape: dict[tuple[int, ...], list[np.ndarray]] = collections.defaultdict(list)
+    read = 0
+    bar = tqdm(total=num_clips, desc="eval-vae", unit="clip")
+    for element in it:  # uint8 clips, kept on the host until their shape's batch is coded
+        if "skipped" in element:
+            continue
+        by_shape[element["video"].shape[:3]].append(element["video"])
+        read += 1
+        if read >= num_clips:
+            break
+    it.close()
 
     @jax.jit
     def scores(x, y):
-        return metrics_lib.psnr(y, x)[0], metrics_lib.ssim(y, x)[0]
+        return metrics_lib.psnr(y, x), metrics_lib.ssim(y, x)
 
     rows = []
-    bar = tqdm(total=num_clips, desc="eval-vae", unit="clip")
-    for element in it:
-        if "skipped" in element:
-            continue
-        x = jnp.asarray(element["video"][None], jnp.float32) / 127.5 - 1.0
-        y = jnp.clip(codec.decode(codec.encode(x)), -1, 1)
-        p, s = (float(v) for v in scores(x, y))
-        t, h, w = element["video"].shape[:3]
-        rows.append({"frames": t, "height": h, "width": w, "psnr": p, "ssim": s})
-        bar.update(1)
-        if len(rows) >= num_clips:
-            break
+    for (t, h, w), clips in by_shape.items():
+        full = full_batch_size((t, h, w), config.data)
+        for start in range(0, len(clips), full):
+            video = np.stack(clips[start : start + full])
+            count = len(video)
+            x = jnp.asarray(pad_batch(video, config.data), jnp.float32) / 127.5 - 1.0
+            y = jnp.clip(codec.decode(codec.encode(x)), -1, 1)
+            psnr, ssim = (np.asarray(v)[:count] for v in scores(x, y))
+            rows += [
+                {"frames": t, "height": h, "width": w, "psnr": float(p), "ssim": float(q)}
+                for p, q in zip(psnr, ssim, strict=True)
+            ]
+            bar.update(count)
     bar.close()
-    it.close()
     return summarize(rows)
 
 
