@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole synthetic-world text-to-video recipe on one GPU, inside one 10-minute device call:
 #   1. train the VAE (configs/vae_synthetic.py, <= VAE_SECONDS of training, compiles included), and score it
-#      on VAE_EVAL_NUM held-out clips (issue 3's figure, as vae_recipe.sh; 0 to skip)
+#      on VAE_EVAL_NUM held-out clips (issue 3's figure, as vae_recipe.sh; 0 to skip), beside step 3
 #   2. encode CLIPS synthetic clips (configs/small.py's data: native aspect, ~128x128, 17 frames or images)
 #   3. train the DiT (configs/small.py, <= DIT_SECONDS, compiles included)
 #   4. evaluate: 64 held-out prompts -> videos -> describe() -> colour / shape / motion accuracy
@@ -10,9 +10,10 @@
 #
 #   bash experiments/synthetic/recipe.sh [RUNS_DIR]
 #
-# The defaults are sized to end inside one 10-minute device call on an H100 (the last run, 2026-11-23, took
-# 575 s with VAE_SECONDS=140 CLIPS=5000 DIT_SECONDS=190 MODES_NUM=16 and no eval-vae: the VAE stage takes
-# ~10 s more than its limit, encoding 5000 clips ~95 s, eval-dit ~40 s, eval-modes ~75 s at 16 cases).
+# The defaults are sized to end inside one 10-minute device call on an H100. The last run (2026-11-23, fifth
+# session: results/recipe_log_2026-11-23c.txt) ran the stages one after another: VAE 145 s (130 of training),
+# eval-vae 98 s (a compilation per clip shape for 12 shapes), encode 69 s, DiT 201 s (180 of training),
+# eval-dit 31 s, and eval-modes did not finish inside 575 s; eval-vae now runs beside the DiT's training.
 #
 # JAXSORA may name the command (default `jaxsora`; `python -m jaxsora.cli` where the package is not installed).
 set -euo pipefail
@@ -27,17 +28,28 @@ stamp() { echo "[recipe] $1 at $((SECONDS - t0)) s"; }
 $jaxsora train-vae --config configs/vae_synthetic.py --workdir "$runs/vae" \
   --config.vae_train.time_limit_s="${VAE_SECONDS:-130}"
 stamp "VAE trained"
-if [ "${VAE_EVAL_NUM:-256}" -gt 0 ]; then
-  $jaxsora eval-vae --workdir "$runs/vae" --num "${VAE_EVAL_NUM:-256}" --config.data.max_pixels=16384 \
-    --config.data.max_batch_pixels=$((32 * 17 * 128 * 128)) --config.data.max_batch_size=64
-  stamp "VAE evaluated"
-fi
 $jaxsora encode --vae "$runs/vae" --config configs/small.py --out "$runs/latents" --max-clips "${CLIPS:-5000}" \
   --part-size 2000
 stamp "latents encoded"
+# eval-vae runs beside the DiT's training: its encoder compilations are the encode stage's (same clip shapes
+# and batch sizes, from the cache), its GPU work is a few seconds, and its decoder compilations and clip
+# reading use host cores the training leaves idle. It gets 15% of the GPU memory (training takes the default 75%).
+if [ "${VAE_EVAL_NUM:-256}" -gt 0 ]; then
+  XLA_PYTHON_CLIENT_MEM_FRACTION=0.15 $jaxsora eval-vae --workdir "$runs/vae" --num "${VAE_EVAL_NUM:-256}" \
+    --config.data.max_pixels=16384 --config.data.max_batch_pixels=$((32 * 17 * 128 * 128)) \
+    --config.data.max_batch_size=64 --config.data.num_workers=0 > "$runs/eval_vae.log" 2>&1 &
+  eval_vae=$!
+fi
 $jaxsora train --config configs/small.py --workdir "$runs/dit" --config.train.latents="$runs/latents" \
   --config.train.time_limit_s="${DIT_SECONDS:-180}" ${DIT_ARGS:-}
 stamp "DiT trained"
+if [ -n "${eval_vae:-}" ]; then
+  status=0
+  wait "$eval_vae" || status=$?
+  grep -v "^\s*$" "$runs/eval_vae.log" | tr '\r' '\n' | grep -v "eval-vae: " || true
+  [ "$status" -eq 0 ] || echo "[recipe] eval-vae failed (exit $status): $runs/eval_vae.log"
+  stamp "VAE evaluated (beside the DiT's training)"
+fi
 $jaxsora eval-dit --workdir "$runs/dit" --num "${EVAL_NUM:-64}" --sizes "${EVAL_SIZES:-128x128}"
 stamp "evaluated"
 if [ "${MODES_NUM:-32}" -gt 0 ]; then
