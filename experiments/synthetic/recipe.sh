@@ -10,10 +10,11 @@
 #
 #   bash experiments/synthetic/recipe.sh [RUNS_DIR]
 #
-# The defaults are sized to end inside one 10-minute device call on an H100. The last run (2026-11-23, fifth
-# session: results/recipe_log_2026-11-23c.txt) ran the stages one after another: VAE 145 s (130 of training),
-# eval-vae 98 s (a compilation per clip shape for 12 shapes), encode 69 s, DiT 201 s (180 of training),
-# eval-dit 31 s, and eval-modes did not finish inside 575 s; eval-vae now runs beside the DiT's training.
+# The defaults are sized to end inside one 10-minute device call on an H100. On 2026-11-23 (fifth session,
+# results/recipe_log_2026-11-23{c,d}.txt), run one after another the stages took: VAE 145 s (130 of training),
+# eval-vae 98 s (an encoder and a decoder compilation for each of 12 clip shapes), encode 69 s, DiT 201 s (180
+# of training), eval-dit 31 s, and eval-modes was cut off at 575 s. With eval-vae beside the DiT's training,
+# as below, the whole recipe ended at 564 s (encode 100 s, eval-dit 42 s, eval-modes at 32 cases 75 s).
 #
 # JAXSORA may name the command (default `jaxsora`; `python -m jaxsora.cli` where the package is not installed).
 set -euo pipefail
