@@ -40,6 +40,27 @@ def batch_size_for(
     return max(multiple, (size // multiple) * multiple)
 
 
+def full_batch_size(shape: tuple[int, ...], data_config) -> int:
+    """Clips of ``shape`` (T, H, W) in a full batch under ``data_config`` (``batch_multiple`` 1)."""
+    return batch_size_for(
+        tuple(shape),
+        max_batch_pixels=data_config.max_batch_pixels,
+        max_batch_size=data_config.max_batch_size,
+        multiple=1,
+    )
+
+
+def pad_to_full_batch(video: np.ndarray, data_config) -> np.ndarray:
+    """A partial batch of one shape (a flushed bucket, the last batches) padded with copies of its last clip to
+    the size a full batch of that shape has under ``data_config`` (``batch_multiple`` 1), so a jitted
+    consumer compiles once per clip shape rather than once per (shape, partial size). The caller drops the
+    padded rows."""
+    full = full_batch_size(video.shape[1:4], data_config)
+    if len(video) >= full:
+        return video
+    return np.concatenate([video, np.repeat(video[-1:], full - len(video), axis=0)])
+
+
 VIDEO_DTYPES = ("float32", "uint8")
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from jaxsora.data.buckets import full_batch_size, pad_to_full_batch, to_signed_unit
 from jaxsora.data.pipeline import clip_dataset, make_source
 from jaxsora.models.vae_codec import VideoCodec
 from jaxsora.train import metrics as metrics_lib
@@ -40,47 +41,48 @@ def heldout_config(config, seed: int, native_aspect: bool = True):
 def evaluate(codec: VideoCodec, config, *, num_clips: int, seed: int, native_aspect: bool = True) -> dict:
     """Per-clip PSNR and SSIM of decode(encode(x)) (latent means) over the first ``num_clips`` held-out clips.
 
-    The clips are read first, then coded shape by shape in batches of the size the config's bucket batcher
-    gives that shape (``data.max_batch_pixels``, ``data.max_batch_size``), a partial batch padded to it
-    (:func:`jaxsora.encode.pad_batch`): one compilation per clip shape, and the same shapes as ``jaxsora
-    encode`` under the same data settings, so with a persistent compilation cache (the recipe sets one) the
-    two share their encoder compilations."""
-    from jaxsora.encode import full_batch_size, pad_batch
-
+    Clips are grouped by shape and coded in batches of the size the config's bucket batcher gives that shape
+    (``data.max_batch_pixels``, ``data.max_batch_size``), the last of each padded to it
+    (:func:`jaxsora.data.buckets.pad_to_full_batch`): one compilation per clip shape, the same ones as
+    ``jaxsora encode`` under the same data settings (the recipe's persistent compilation cache shares them)."""
     config = heldout_config(config, seed, native_aspect)
     source = make_source(config.data)
     ds = clip_dataset(source, config, shard_index=0, shard_count=1, num_epochs=1)
     it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=max(config.data.num_threads, 1))))
-    by_shape: dict[tuple[int, ...], list[np.ndarray]] = collections.defaultdict(list)
-    read = 0
-    bar = tqdm(total=num_clips, desc="eval-vae", unit="clip")
-    for element in it:  # uint8 clips, kept on the host until their shape's batch is coded
-        if "skipped" in element:
-            continue
-        by_shape[element["video"].shape[:3]].append(element["video"])
-        read += 1
-        if read >= num_clips:
-            break
-    it.close()
 
     @jax.jit
     def scores(x, y):
         return metrics_lib.psnr(y, x), metrics_lib.ssim(y, x)
 
     rows = []
-    for (t, h, w), clips in by_shape.items():
-        full = full_batch_size((t, h, w), config.data)
-        for start in range(0, len(clips), full):
-            video = np.stack(clips[start : start + full])
-            count = len(video)
-            x = jnp.asarray(pad_batch(video, config.data), jnp.float32) / 127.5 - 1.0
-            y = jnp.clip(codec.decode(codec.encode(x)), -1, 1)
-            psnr, ssim = (np.asarray(v)[:count] for v in scores(x, y))
-            rows += [
-                {"frames": t, "height": h, "width": w, "psnr": float(p), "ssim": float(q)}
-                for p, q in zip(psnr, ssim, strict=True)
-            ]
-            bar.update(count)
+    bar = tqdm(total=num_clips, desc="eval-vae", unit="clip")
+
+    def code(clips: list[np.ndarray]) -> None:
+        t, h, w = clips[0].shape[:3]
+        x = to_signed_unit(jnp.asarray(pad_to_full_batch(np.stack(clips), config.data)))
+        y = jnp.clip(codec.decode(codec.encode(x)), -1, 1)
+        psnr, ssim = (np.asarray(v)[: len(clips)] for v in scores(x, y))
+        rows.extend(
+            {"frames": t, "height": h, "width": w, "psnr": float(p), "ssim": float(q)}
+            for p, q in zip(psnr, ssim, strict=True)
+        )
+        bar.update(len(clips))
+
+    pending: dict[tuple[int, ...], list[np.ndarray]] = collections.defaultdict(list)
+    read = 0
+    for element in it:
+        if "skipped" in element:
+            continue
+        group = pending[element["video"].shape[:3]]
+        group.append(element["video"])  # uint8 on the host until its batch is full
+        if len(group) == full_batch_size(group[-1].shape[:3], config.data):
+            code(pending.pop(element["video"].shape[:3]))
+        read += 1
+        if read >= num_clips:
+            break
+    it.close()
+    for group in pending.values():
+        code(group)
     bar.close()
     return summarize(rows)
 
