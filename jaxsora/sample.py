@@ -51,7 +51,11 @@ class Generator:
         self.parts = parts
         self.codec = codec
         self.mesh = mesh if mesh is not None and mesh.size > 1 else None
-        self._jitted = jax.jit(self._sample, static_argnames=("grid", "steps", "method"))
+        self._jitted = jax.jit(
+            self._sample,
+            static_argnames=("grid", "steps", "method"),
+            compiler_options=parallel.compiler_options(parts.config),
+        )
         self._param_shardings = None
 
     # -- geometry -----------------------------------------------------------------------------------------

@@ -97,3 +97,20 @@ def test_model_presets_load_and_have_their_sizes():
         128,
         8960,
     )
+
+
+def test_compiler_options_turn_triton_gemm_off_on_gpu_only(monkeypatch):
+    import jax
+    import ml_collections
+
+    from jaxsora import parallel
+
+    config = load_config("tiny")
+    assert config.xla.gpu_triton_gemm is False
+    assert parallel.compiler_options(config) is None  # CPU: no GPU option is passed
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert parallel.compiler_options(config) == {"xla_gpu_enable_triton_gemm": False}
+    on = load_config("tiny", ["xla.gpu_triton_gemm=true"])
+    assert parallel.compiler_options(on) is None
+    old = ml_collections.ConfigDict({"train": {"steps": 1}})  # a run config saved before the section existed
+    assert parallel.compiler_options(old) is None

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jaxsora.train.dit_eval import held_out_prompts, score
+from jaxsora.train.dit_eval import _motion_outcomes, held_out_prompts, score
 
 
 def test_true_clips_match_their_prompts():
@@ -10,10 +10,17 @@ def test_true_clips_match_their_prompts():
     assert len({it["prompt"] for it in items}) == 12
     assert {tuple(it["size"]) for it in items} == {(128, 128), (160, 96)}
     totals = {}
+    per_item = []
     for it in items:
         assert it["frames"].shape == (17, it["size"][1], it["size"][0], 3)
-        for k, v in score(it["frames"], it).items():
+        read: list[dict] = []
+        for k, v in score(it["frames"], it, read).items():
             totals[k] = totals.get(k, 0) + v
+        assert len(read) == len([o for o in it["objects"] if o.get("status") != "absent"])
+        per_item.append({"read": read})
+    outcomes = _motion_outcomes(per_item)
+    assert sum(outcomes.values()) == totals["moving"]
+    assert outcomes["asked direction"] == totals["motion"]
     assert totals["objects"] >= 12  # every prompt shows something
     assert totals["colour"] / totals["objects"] >= 0.9
     assert totals["shape"] / totals["objects"] >= 0.85
@@ -23,7 +30,9 @@ def test_true_clips_match_their_prompts():
 def test_a_blank_video_scores_nothing_and_training_captions_are_skipped():
     items = held_out_prompts(3, seed=7, sizes=[(64, 64)], frames=5)
     blank = np.full((5, 64, 64, 3), 128, np.uint8)
-    counts = score(blank, items[0])
+    read: list[dict] = []
+    counts = score(blank, items[0], read)
     assert counts["colour"] == counts["shape"] == counts["motion"] == 0
+    assert read and all(r["got"] is None for r in read)  # nothing found for any prompt object
     skipped = held_out_prompts(3, seed=7, sizes=[(64, 64)], frames=5, exclude={items[0]["prompt"]})
     assert items[0]["prompt"] not in {it["prompt"] for it in skipped}

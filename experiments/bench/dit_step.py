@@ -1,16 +1,19 @@
 """Times the DiT train step (and forward) on random packed batches, without the data pipeline.
 
-    python experiments/bench/dit_step.py --config configs/small.py [--clip-tokens 320] [--steps 20]
+    python experiments/bench/dit_step.py --config configs/small.py [--clip-tokens 320] [--steps 20] \
+        [--profile DIR] [--config.dit.width=512 ...]
 
 Builds the config's model, fills packs of ``packing.seq_len`` tokens with clips of ``--clip-tokens`` tokens
 (each with a full caption row), and reports the median step time, model TFLOP/s (jaxsora.flops) and peak
-memory. Compile time is reported separately.
+memory. Compile time is reported separately. ``--profile DIR`` adds where the device time goes (a profiler
+trace of a few steps, summed per kernel and per kind: ``gpu_profile.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 import time
 
@@ -54,6 +57,7 @@ def main(argv=None):
     p.add_argument("--config", default="configs/small.py")
     p.add_argument("--clip-tokens", type=int, default=320)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--profile", default="", help="write a profiler trace here and print its summary")
     args = p.parse_args(rest)
     config = load_config(args.config, overrides)
     meta = {"latent_channels": 16, "temporal_factor": 4, "spatial_factor": 8}
@@ -85,6 +89,19 @@ def main(argv=None):
             state, aux = compiled(state, batch, jax.random.key(2 + i))
             jax.block_until_ready(aux["loss"])
             times.append(time.perf_counter() - t)
+        summary = None
+        if args.profile:
+            sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+            from gpu_profile import format_summary, profile
+
+            holder = {"state": state}
+
+            def call():
+                holder["state"], out = compiled(holder["state"], batch, jax.random.key(99))
+                jax.block_until_ready(out["loss"])
+
+            summary = profile(call, calls=3, log_dir=args.profile)
+            print(format_summary(summary, top=25), file=sys.stderr)
     median = float(np.median(times))
     model_flops = flops.dit_train_flops(parts.cfg, clips, texts)
     stats = jax.devices()[0].memory_stats() or {}
@@ -98,7 +115,10 @@ def main(argv=None):
         "model_tflops_per_s": model_flops / median / 1e12,
         "loss": float(aux["loss"]),
         "peak_gib": stats.get("peak_bytes_in_use", 0) / 2**30,
+        "overrides": overrides,
     }
+    if summary is not None:
+        result["profile"] = {k: v for k, v in summary.items() if k != "trace"}
     print(json.dumps(result, indent=2))
 
 

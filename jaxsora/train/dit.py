@@ -235,6 +235,7 @@ class DiTTrainer:
                 in_shardings=(self.shardings, self.batch_shardings(), None, None),
                 out_shardings=(self.shardings, None),
                 donate_argnums=0,
+                compiler_options=parallel.compiler_options(self.config),
             )
         return self._step
 
@@ -264,6 +265,7 @@ class DiTTrainer:
         last: dict[str, float] = {}
         self.losses: list[float] = []
         aux = None
+        first_step_s = None
         t_start = time.perf_counter()
         with PreemptionGuard() as guard:
             while step < tc.steps:
@@ -274,6 +276,10 @@ class DiTTrainer:
                         state, self.put(host), jax.random.fold_in(rng, step), np.float32(lr)
                     )
                 step += 1
+                if first_step_s is None:  # the compile (and the first batch) are in this one
+                    jax.block_until_ready(aux)
+                    first_step_s = time.perf_counter() - t_start
+                    log.info("first step at %.1f s (data and compiled step ready)", first_step_s)
                 clips = int(np.count_nonzero(np.asarray(host["text_segment_ids"])))
                 if bar:
                     bar.update(clips, int(np.count_nonzero(np.asarray(host["segment_ids"]))))
@@ -305,6 +311,8 @@ class DiTTrainer:
             last = {k: float(v) for k, v in jax.device_get(aux).items()}
         last["train_seconds"] = time.perf_counter() - t_start
         last["steps"] = step
+        if first_step_s is not None:
+            last["first_step_s"] = first_step_s
         ckpt.close()
         data_iter.close()
         writer.close()

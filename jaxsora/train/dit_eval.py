@@ -103,8 +103,10 @@ def held_out_prompts(
     return out
 
 
-def score(video: np.ndarray, item: dict) -> dict:
-    """Colour/shape/motion agreement of one generated video with its prompt's objects."""
+def score(video: np.ndarray, item: dict, details: list | None = None) -> dict:
+    """Colour/shape/motion agreement of one generated video with its prompt's objects; with ``details``, one
+    entry per prompt object is appended: what the prompt asked and what ``describe`` read for it (None when
+    no object was matched to it)."""
     described = describe(video)
     truth = [o for o in item["objects"] if o.get("status") != "absent"]
     result = match(described, truth, ("colour", "shape", "motion"))
@@ -120,6 +122,10 @@ def score(video: np.ndarray, item: dict) -> dict:
         if t["motion"] in DIRECTIONS:
             counts["moving"] += 1
             counts["motion"] += obj is not None and obj.motion == t["motion"]
+        if details is not None:
+            asked = {a: t.get(a) for a in ("colour", "shape", "size", "motion")}
+            got = None if obj is None else {a: getattr(obj, a) for a in ("colour", "shape", "size", "motion")}
+            details.append({"asked": asked, "got": got})
     return counts
 
 
@@ -166,10 +172,11 @@ def evaluate(
             )
             t1 = time.perf_counter()
             for it, video in zip(chunk, videos, strict=True):
-                counts = score(video, it)
+                objects: list[dict] = []
+                counts = score(video, it, objects)
                 for k, v in counts.items():
                     totals[k] = totals.get(k, 0) + int(v)
-                per_item.append({"prompt": it["prompt"], "size": list(size), **counts})
+                per_item.append({"prompt": it["prompt"], "size": list(size), **counts, "read": objects})
                 if len(per_item) <= gallery:
                     _write_gif(out_dir / f"sample{len(per_item) - 1:02d}.gif", video)
             if vae_ceiling:  # the same scoring on the prompts' true clips after a VAE round trip
@@ -184,6 +191,7 @@ def evaluate(
     bar.close()
     summary = {
         "videos": len(per_item),
+        "moving_objects_read_as": _motion_outcomes(per_item),
         "objects": totals.get("objects", 0),
         "moving_objects": totals.get("moving", 0),
         **_accuracies(totals),
@@ -194,6 +202,26 @@ def evaluate(
     }
     (workdir / "eval_dit.json").write_text(json.dumps({"summary": summary, "videos": per_item}, indent=2))
     return summary
+
+
+def _motion_outcomes(per_item: list[dict]) -> dict[str, int]:
+    """What ``describe`` read for the prompt objects that move in a direction: the asked direction, another
+    direction, still, growing/shrinking, or no object matched."""
+    out = {"asked direction": 0, "other direction": 0, "still": 0, "grow or shrink": 0, "not found": 0}
+    for item in per_item:
+        for obj in item.get("read", []):
+            if obj["asked"]["motion"] not in DIRECTIONS:
+                continue
+            got = obj["got"]["motion"] if obj["got"] else None
+            if got is None:
+                out["not found"] += 1
+            elif got == obj["asked"]["motion"]:
+                out["asked direction"] += 1
+            elif got in DIRECTIONS:
+                out["other direction"] += 1
+            else:
+                out["still" if got == "still" else "grow or shrink"] += 1
+    return out
 
 
 def _accuracies(totals: dict[str, int]) -> dict[str, float]:
