@@ -139,6 +139,25 @@ def test_connect_gives_four_frame_latents_only_after_the_start(setup, monkeypatc
         gen.connect(params, ["x"], a, b[:1], middle_frames=4, **STEPS)
 
 
+def test_loop_splice_cuts_where_the_wrap_is_smoothest():
+    """Each cut c in 0..tf makes a loop of body[c:] then held[:c]; the chosen one has the smallest seam (last
+    frame to first), whichever c that is."""
+    rng = np.random.default_rng(0)
+    body = np.cumsum(rng.normal(size=(12, 4, 4, 3)), axis=0).astype(np.float32)  # a random walk: frames drift
+    for want in range(5):
+        held = body[:4] + 5.0  # B's rendering of body[:4], far off...
+        if want:
+            held[want - 1] = body[want] + 0.01  # ...except the frame that would run into body[want]
+        else:
+            body_c = body.copy()
+            body_c[-1] = body[0] + 0.01  # ...and the body already closes on itself
+        b = body if want else body_c
+        c = loop_splice(b, held)
+        assert c == want
+        seams = [np.abs(np.concatenate([b[k:], held[:k]])[-1] - b[k]).mean() for k in range(5)]
+        assert int(np.argmin(seams)) == c
+
+
 def test_loop_closes_on_its_own_start(setup, monkeypatch):
     """The loop's second sampling starts from the first clip's end and is held, at its end, on the first clip's
     latent frame 1 (its frames 1-4): what it generates leads back into the loop's first frame. Every given
@@ -175,8 +194,9 @@ def test_loop_closes_on_its_own_start(setup, monkeypatch):
     b, _ = calls["b_out"]
     video_b = gen.decode(gen.tokens_to_latents(b, grid_b))[0]
     held = video_b[-4:]
-    c = loop_splice(np.concatenate([video_a[1:5], video_b[1:13]]), held)
-    assert 1 <= c <= 3
+    body = np.concatenate([video_a[1:5], video_b[1:13]])
+    c = loop_splice(body, held)
+    assert 0 <= c <= 4
     np.testing.assert_allclose(loop[0, : 4 - c], video_a[1 + c : 5], atol=1e-5)
     np.testing.assert_allclose(loop[0, 16 - c :], held[:c], atol=1e-5)
     np.testing.assert_array_equal(
@@ -221,11 +241,3 @@ def test_prompt_expansion():
     assert CallableExpander(str.upper)("a red circle") == "A RED CIRCLE"
     with pytest.raises(ValueError, match="non-empty"):
         CallableExpander(lambda p: "")("x")
-
-
-def test_loop_splice_switches_where_the_renderings_agree():
-    body = np.zeros((12, 2, 2, 3), np.float32)
-    body[:4] = np.arange(4, dtype=np.float32)[:, None, None, None]  # the shared latent frame's four frames
-    held = body[:4] + np.array([0.5, 0.4, 0.05, 0.3], np.float32)[:, None, None, None]  # re-rendered
-    assert loop_splice(body, held) == 3  # held[2] agrees best with body[2]: loop = body[3:] + held[:3]
-    assert loop_splice(body, held[:1]) == 0

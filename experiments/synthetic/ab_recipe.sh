@@ -5,7 +5,7 @@
 #
 #   ARM_A="" ARM_B="--config.train.optim.lr=1e-3" bash experiments/synthetic/ab_recipe.sh RUNS OUT
 #
-# ARM_A / ARM_B are DIT_ARGS for recipe.sh; GUIDANCES (default "7") the extra eval-dit scales. Each arm's log
+# ARM_A / ARM_B are DIT_ARGS for recipe.sh; GUIDANCES (default "7"; "" for none) the extra eval-dit scales. Each arm's log
 # goes to OUT/log_<arm>.txt and its eval JSONs to OUT/eval_dit_<arm>_g<scale>.json. recipe.sh's other
 # variables pass through (the defaults here skip eval-vae and eval-modes: VAE_EVAL_NUM=0 MODES_NUM=0).
 set -uo pipefail
@@ -21,7 +21,7 @@ arm() {
     export CUDA_VISIBLE_DEVICES=$gpu DIT_ARGS="$args"
     bash "$(dirname "$0")/recipe.sh" "$dir"
     cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}_g4.json"
-    for g in ${GUIDANCES:-7}; do
+    for g in ${GUIDANCES-7}; do
       JAX_COMPILATION_CACHE_DIR="$dir/jax_cache" $jaxsora eval-dit --workdir "$dir/dit" --num "${EVAL_NUM:-64}" \
         --sizes "${EVAL_SIZES:-128x128}" --guidance "$g" | grep -v "^per-case"
       cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}_g${g}.json"

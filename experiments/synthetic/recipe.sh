@@ -14,7 +14,10 @@
 # results/recipe_log_2026-11-23{c,d}.txt), run one after another the stages took: VAE 145 s (130 of training),
 # eval-vae 98 s (an encoder and a decoder compilation for each of 12 clip shapes), encode 69 s, DiT 201 s (180
 # of training), eval-dit 31 s, and eval-modes was cut off at 575 s. With eval-vae beside the DiT's training,
-# as below, the whole recipe ended at 564 s (encode 100 s, eval-dit 42 s, eval-modes at 32 cases 75 s).
+# as below, the whole recipe ended at 564 s (encode 100 s, eval-dit 42 s, eval-modes at 32 cases 75 s). In the
+# sixth session (one H200 of two, results/recipe_log_2026-11-23f.txt; the DiT's compile down from ~41 s to
+# ~31 s to its first step, NOTES DiT item 5) it ended at 519 s: VAE 142 s, encode 70 s, DiT 209 s, eval-dit
+# 35 s, eval-modes 63 s. Not re-timed on an H100 since.
 #
 # JAXSORA may name the command (default `jaxsora`; `python -m jaxsora.cli` where the package is not installed).
 set -euo pipefail
