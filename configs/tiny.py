@@ -137,6 +137,11 @@ def get_config() -> ml_collections.ConfigDict:
     df.cond_rates = (0.1, 0.05, 0.05, 0.05, 0.05)
     df.random_frame_rate = 0.3
     df.max_latent_frames = 64
+    # Pass the DiT each packed row's times as a table (one per clip, and 0 for given frames) with a per-token
+    # index, so the adaLN modulation is computed per clip and time instead of per token: the same loss
+    # (tests/test_dit_train.py), without the [B, S, 6, D] float32 modulation and its gradient summed over the
+    # blocks (experiments/synthetic/NOTES.md DiT item 7). Off until timed on a GPU.
+    df.time_table = False
     df.caption_dropout = 0.1  # classifier-free guidance: captions replaced by the empty one
     df.sample_steps = 30  # Euler steps for the samples written during training
     df.guidance = 4.0

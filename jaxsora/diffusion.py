@@ -102,6 +102,10 @@ class FlowInputs:
     t: jax.Array  # [B, S] per-token time (0 where given)
     target: jax.Array  # [B, S, P] velocity target
     loss_mask: jax.Array  # [B, S] generated, real tokens
+    # The same times as a table (DiT's t_index form): entry 0 is t = 0 (given frames), entry k the clip of
+    # segment k; every real token's t == t_table[t_index] (padding tokens read entry 0: they are masked).
+    t_table: jax.Array | None = None  # [B, K + 1]
+    t_index: jax.Array | None = None  # [B, S] int32
 
 
 def training_inputs(rng, x0, segment_ids, positions, grid, cfg: FlowConfig) -> FlowInputs:
@@ -114,7 +118,9 @@ def training_inputs(rng, x0, segment_ids, positions, grid, cfg: FlowConfig) -> F
     t = jnp.where(given, 0.0, per_token(t_clip, segment_ids))
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
     x_t = jnp.where(given[..., None], x0, (1.0 - t[..., None]) * x0 + t[..., None] * noise)
-    return FlowInputs(x_t, t, noise - x0, (segment_ids > 0) & ~given)
+    t_table = jnp.concatenate([jnp.zeros((b, 1), t_clip.dtype), t_clip], axis=1)
+    t_index = jnp.where(given, 0, segment_ids).astype(jnp.int32)
+    return FlowInputs(x_t, t, noise - x0, (segment_ids > 0) & ~given, t_table, t_index)
 
 
 def masked_mse(pred, target, mask):

@@ -50,6 +50,11 @@ def test_given_frames_follow_the_drawn_mode():
         np.testing.assert_array_equal(np.asarray(inp.loss_mask[0]), (s > 0) & ~given)
         np.testing.assert_allclose(np.asarray(inp.x_t[0])[given], np.asarray(x0[0])[given])
         assert given.sum() > 0
+        # the same times as the DiT's table form: entry 0 for given frames, entry k for segment k
+        index = np.asarray(inp.t_index[0])
+        np.testing.assert_array_equal(index, np.where(given, 0, s))
+        assert float(inp.t_table[0, 0]) == 0.0
+        np.testing.assert_array_equal(np.asarray(inp.t_table[0])[index][s > 0], np.asarray(inp.t[0])[s > 0])
 
 
 def test_first_k_leaves_at_least_one_frame_to_generate_and_times_are_per_clip():

@@ -257,3 +257,37 @@ def test_bf16_residual_stream_stays_close_to_float32():
     )
     assert not np.array_equal(ref, low)  # the option does something
     np.testing.assert_allclose(low, ref, atol=0.05 * float(jnp.max(jnp.abs(ref))))
+
+
+@pytest.mark.parametrize("scan", [True, False])
+def test_times_as_a_table_give_the_per_token_result_and_gradients(scan):
+    """``t [B, M]`` + ``t_index [B, S]`` (one time per clip, 0 for given frames) is the per-token ``t [B, S]``
+    computed once per distinct time: the same velocity and the same parameter gradients."""
+    cfg = dataclasses.replace(CFG, scan=scan)
+    model, params = random_params(cfg, seed=4)
+    (tokens, _, positions, text), kw, spans = pack(
+        [clip(1, (2, 2, 3)), clip(2, (1, 3, 4)), clip(3, (3, 2, 2))]
+    )
+    table = np.array([[0.0, 0.81, 0.27, 0.55]], np.float32)  # entry 0: given frames (and padding)
+    index = kw["segment_ids"].copy()
+    index[0, spans[0].start : spans[0].start + 6] = 0  # the first clip's first latent frame is given
+    t_tokens = np.take_along_axis(table, index, axis=1)
+    module = DiT(cfg)
+
+    def loss(p, **times):
+        v = module.apply({"params": p}, tokens, positions=positions, text=text, **kw, **times)
+        return jnp.sum(jnp.square(v) * (kw["segment_ids"] > 0)[..., None]), v
+
+    (l_tok, v_tok), g_tok = jax.jit(jax.value_and_grad(lambda p: loss(p, t=t_tokens), has_aux=True))(params)
+    (l_tab, v_tab), g_tab = jax.jit(
+        jax.value_and_grad(lambda p: loss(p, t=table, t_index=index), has_aux=True)
+    )(params)
+    real = kw["segment_ids"][0] > 0
+    np.testing.assert_allclose(v_tab[0, real], v_tok[0, real], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(l_tab, l_tok, rtol=1e-5)
+    flat_tok, flat_tab = jax.tree.leaves(g_tok), jax.tree.leaves(g_tab)
+    # float32 sums in another order: within 1e-5 of each leaf's scale
+    for a, b in zip(flat_tok, flat_tab, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * float(np.abs(a).max()))
+    with pytest.raises(ValueError, match="t must be a table"):
+        module.apply({"params": params}, tokens, t_tokens[0], positions, text, **kw, t_index=index)

@@ -11,7 +11,9 @@ Timesteps are **per token** (``t [B, S]``; ``[B]`` is broadcast): a token given 
 ``t = 0`` while the others are noised, which is what image-to-video, extension, loops and connecting clips are
 made of. The timestep embedding is projected once to the six modulation vectors per token (shift, scale, gate
 for attention and MLP); each block adds its own learned table (as Wan does), so per-token conditioning costs
-one projection, not one per block.
+one projection, not one per block. Given as a table (``t [B, M]`` with a per-token ``t_index``: a packed row's
+clips each have one time, given frames 0), the embedding and modulation are computed once per entry and each
+token gathers its row (``layers.gather_rows``), so no per-token ``[B, S, 6, D]`` modulation is held.
 
 The blocks repeat through ``nn.scan`` (params stacked on a leading "layers" axis) with an ``nn.remat`` policy
 from the config (``none | full | dots | dots_no_batch | save_attention``).
@@ -91,7 +93,7 @@ class Block(nn.Module):
     cfg: DiTConfig
 
     @nn.compact
-    def __call__(self, x, mod, rope, segment_ids, text, text_segment_ids):
+    def __call__(self, x, mod, rope, segment_ids, text, text_segment_ids, t_index=None):
         cfg = self.cfg
         dtype = jnp.dtype(cfg.dtype)
         table = self.param(
@@ -102,7 +104,7 @@ class Block(nn.Module):
         # rows of mod + table ([B, S|1, 6, D] float32): shift, scale, gate for attention, then for the MLP
         shift1, scale1, gate1, shift2, scale2, gate2 = range(6)
 
-        h = layers.modulated_norm(x, mod, table, shift1, scale1, dtype)
+        h = layers.modulated_norm(x, mod, table, shift1, scale1, dtype, t_index)
         h = layers.SelfAttention(
             cfg.num_heads,
             cfg.head_dim,
@@ -112,7 +114,7 @@ class Block(nn.Module):
             cfg.max_segments,
             name="self_attention",
         )(h, rope, segment_ids)
-        x = layers.gated_add(x, mod, table, gate1, h)
+        x = layers.gated_add(x, mod, table, gate1, h, t_index)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
 
         h = layers.RMSNorm("embed", dtype=dtype, name="cross_norm")(x)
@@ -127,9 +129,9 @@ class Block(nn.Module):
         )(h, text, segment_ids, text_segment_ids)
         x = layers.residual_add(x, h)
 
-        h = layers.modulated_norm(x, mod, table, shift2, scale2, dtype)
+        h = layers.modulated_norm(x, mod, table, shift2, scale2, dtype, t_index)
         h = layers.MLP(cfg.mlp_dim, cfg.mlp, dtype, name="mlp")(h)
-        x = layers.gated_add(x, mod, table, gate2, h)
+        x = layers.gated_add(x, mod, table, gate2, h, t_index)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         return x, None
 
@@ -147,18 +149,31 @@ class DiT(nn.Module):
         *,
         segment_ids: jax.Array | None = None,
         text_segment_ids: jax.Array | None = None,
+        t_index: jax.Array | None = None,
     ) -> jax.Array:
         """Velocity ``[B, S, P]`` (float32) for noisy ``tokens [B, S, P]`` at times ``t`` (``[B, S]`` or
         ``[B]``), token ``positions [B, S, 3]``, text states ``[B, Lt, text_dim]``. ``segment_ids [B, S]`` and
         ``text_segment_ids [B, Lt]`` (0 = padding) say which tokens belong together; None = one clip per row
-        with all of its text."""
+        with all of its text.
+
+        ``t_index [B, S]`` (int) gives the times as a table instead: ``t [B, M]`` holds each row's distinct
+        times (a packed row's clips, and 0 for given frames) and token ``s`` is at ``t[b, t_index[b, s]]``. The
+        result is the same as with the per-token times, but the timestep embedding and the adaLN modulation
+        are computed for M entries rather than S tokens, and no ``[B, S, 6, D]`` modulation (nor its gradient,
+        summed over the blocks) is ever held."""
         cfg = self.cfg
         dtype = jnp.dtype(cfg.dtype)
         if tokens.ndim != 3 or tokens.shape[-1] != cfg.patch_dim:
             raise ValueError(f"tokens must be [B, S, {cfg.patch_dim}], got {tokens.shape}")
         if (segment_ids is None) != (text_segment_ids is None):
             raise ValueError("give both segment_ids and text_segment_ids, or neither")
-        if t.ndim == 1:
+        if t_index is not None:
+            if t.ndim != 2 or t_index.shape != tokens.shape[:2]:
+                raise ValueError(
+                    f"with t_index [B, S] (got {t_index.shape}), t must be a table [B, M] (got {t.shape})"
+                )
+            t_index = nn.with_logical_constraint(t_index.astype(jnp.int32), ("batch", "length"))
+        elif t.ndim == 1:
             t = t[:, None]  # one timestep per row: [B, 1], broadcast over tokens
         d = cfg.width
 
@@ -188,13 +203,14 @@ class DiT(nn.Module):
         rope = Rotary.from_positions(positions, cfg.head_dim, cfg.rope_theta)
 
         block, scanned = layers.repeat(
-            Block, depth=cfg.depth, scan=cfg.scan, remat=cfg.remat, num_broadcast=5
+            Block, depth=cfg.depth, scan=cfg.scan, remat=cfg.remat, num_broadcast=6
         )
+        args = (x, mod, rope, segment_ids, text, text_segment_ids, t_index)
         if scanned:
-            x, _ = block(cfg, name="blocks")(x, mod, rope, segment_ids, text, text_segment_ids)
+            x, _ = block(cfg, name="blocks")(*args)
         else:
             for i in range(cfg.depth):
-                x, _ = block(cfg, name=f"block_{i}")(x, mod, rope, segment_ids, text, text_segment_ids)
+                x, _ = block(cfg, name=f"block_{i}")(x, *args[1:])
 
         final = layers.dense(
             (2, d),
@@ -203,7 +219,10 @@ class DiT(nn.Module):
             name="final_modulation",
             zero_init=True,
         )(silu_t)
-        h = layers.layer_norm(x) * (1.0 + final[:, :, 1]) + final[:, :, 0]
+        shift, scale = final[:, :, 0], final[:, :, 1]
+        if t_index is not None:
+            shift, scale = (layers.gather_rows(final.shape[1], r, t_index) for r in (shift, scale))
+        h = layers.layer_norm(x) * (1.0 + scale) + shift
         out = layers.dense(cfg.patch_dim, ("embed", "patch"), dtype=dtype, name="head", zero_init=True)(
             h.astype(dtype)
         )

@@ -144,26 +144,55 @@ def layer_norm(x, eps: float = 1e-6):
     return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
-def _modulation(mod, table, i):
-    """Row ``i`` of the adaLN modulation: the per-token (or per-row) ``mod [B, S|1, K, D]`` plus a block's
-    learned ``table [K, D]``."""
-    return mod[:, :, i] + table[i]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def gather_rows(num_rows: int, rows, index):
+    """``rows [B, M, D]`` -> ``[B, S, D]``, token ``s`` taking row ``index[b, s]`` (in ``[0, num_rows)``).
+
+    The forward is a gather that fuses into its consumer; the backward sums each row's tokens with a one-hot
+    matmul (``[B, S, M]^T @ [B, S, D]``) rather than a scatter-add, whose atomics would pile onto a handful of
+    rows."""
+    return jnp.take_along_axis(rows, index[..., None], axis=1)
+
+
+def _gather_rows_fwd(num_rows, rows, index):
+    return gather_rows(num_rows, rows, index), index
+
+
+def _gather_rows_bwd(num_rows, index, g):
+    onehot = jax.nn.one_hot(index, num_rows, dtype=g.dtype)
+    d_rows = jnp.einsum("bsm,bsd->bmd", onehot, g, precision=jax.lax.Precision.HIGHEST)
+    return d_rows, None
+
+
+gather_rows.defvjp(_gather_rows_fwd, _gather_rows_bwd)
+
+
+def _modulation(mod, table, i, index=None):
+    """Row ``i`` of the adaLN modulation plus a block's learned ``table [K, D]``: ``mod [B, S|1, K, D]`` per token
+    (or per row); with ``index [B, S]``, ``mod [B, M, K, D]`` holds one entry per distinct time and token ``s``
+    reads entry ``index[b, s]``."""
+    row = mod[:, :, i]
+    if index is not None:
+        row = gather_rows(mod.shape[1], row, index)
+    return row + table[i]
 
 
 @functools.partial(jax.checkpoint, static_argnums=(3, 4, 5))
-def modulated_norm(x, mod, table, shift: int, scale: int, dtype):
+def modulated_norm(x, mod, table, shift: int, scale: int, dtype, index=None):
     """adaLN: ``layer_norm(x) * (1 + scale) + shift`` cast to ``dtype``, the shift and scale being rows of
-    ``mod + table``; the backward keeps only the inputs (``mod`` is shared by every block)."""
-    return (layer_norm(x) * (1.0 + _modulation(mod, table, scale)) + _modulation(mod, table, shift)).astype(
-        dtype
-    )
+    ``mod + table`` (``index``: see :func:`_modulation`); the backward keeps only the inputs (``mod`` is shared
+    by every block)."""
+    scale_row = _modulation(mod, table, scale, index)
+    return (layer_norm(x) * (1.0 + scale_row) + _modulation(mod, table, shift, index)).astype(dtype)
 
 
 @functools.partial(jax.checkpoint, static_argnums=(3,))
-def gated_add(x, mod, table, gate: int, h):
+def gated_add(x, mod, table, gate: int, h, index=None):
     """``x + gate * h`` computed in float32 (``h`` usually bf16) and kept in ``x``'s dtype, the gate a row of
-    ``mod + table``; the backward keeps ``h`` as it is rather than a float32 copy."""
-    return (x.astype(jnp.float32) + _modulation(mod, table, gate) * h.astype(jnp.float32)).astype(x.dtype)
+    ``mod + table`` (``index``: see :func:`_modulation`); the backward keeps ``h`` as it is rather than a float32
+    copy."""
+    gate_row = _modulation(mod, table, gate, index)
+    return (x.astype(jnp.float32) + gate_row * h.astype(jnp.float32)).astype(x.dtype)
 
 
 def residual_add(x, h):

@@ -129,7 +129,7 @@ class DiTParts:
         states = self.text.apply(text_params, ids.reshape(b * k, length), mask.reshape(b * k, length))
         return pack_states(states.reshape(b, k, length, -1), mask, text_segment_ids)
 
-    def velocity(self, params, x_t, t, batch, text_ids, text_mask):
+    def velocity(self, params, x_t, t, batch, text_ids, text_mask, t_index=None):
         text, text_seg = self.text_states(params["text"], text_ids, text_mask, batch["text_segment_ids"])
         return self.model.apply(
             {"params": params["dit"]},
@@ -139,6 +139,7 @@ class DiTParts:
             text,
             segment_ids=batch["segment_ids"],
             text_segment_ids=text_seg,
+            t_index=t_index,
         )
 
     def loss(self, params, batch, rng):
@@ -154,7 +155,10 @@ class DiTParts:
         inputs = diffusion.training_inputs(
             k_flow, x0, batch["segment_ids"], batch["positions"], batch["grid"], self.flow
         )
-        v = self.velocity(params, inputs.x_t, inputs.t, batch, ids, mask)
+        if self.config.diffusion.get("time_table", False):  # one modulation per clip and time, not per token
+            v = self.velocity(params, inputs.x_t, inputs.t_table, batch, ids, mask, inputs.t_index)
+        else:
+            v = self.velocity(params, inputs.x_t, inputs.t, batch, ids, mask)
         loss = diffusion.masked_mse(v, inputs.target, inputs.loss_mask)
         return loss, {"loss": loss, "loss_tokens": jnp.sum(inputs.loss_mask)}
 
