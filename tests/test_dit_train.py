@@ -84,76 +84,62 @@ def test_a_few_steps_lower_the_loss(latents, tmp_path):
     assert np.mean(rec.losses[-5:]) < 0.8 * np.mean(rec.losses[:5]), rec.losses
 
 
-def test_sharded_step_equals_the_one_device_step(latents):
-    config = config_for(latents, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2")
-    trainer = dit_train.DiTTrainer(config, "unused")
-    parts = trainer.parts
+def packed_batch_and_params(latents, config, parts):
     batch = next(iter(packed_dataset(LatentDataset(latents), config)))
     batch = {k: np.asarray(batch[k]) for k in dit_train.BATCH_KEYS}
     params = jax.jit(lambda key: nn.meta.unbox(parts.init_params(key)))(jax.random.key(0))
     params = model_params.perturbed(params, 0.05, seed=1)  # zero-initialised gates would hide most gradients
-    fn = lambda p, b: dit_train.loss_and_grads(p, b, jax.random.key(2), parts=parts)  # noqa: E731
+    return batch, params
 
-    loss1, grads1 = jax.jit(fn)(
-        jax.device_put(params, jax.devices()[0]), jax.device_put(batch, jax.devices()[0])
-    )
-    mesh = trainer.mesh
+
+def loss_and_grads_on_mesh(trainer, params, batch):
+    """``loss_and_grads`` jitted with the trainer's param and batch shardings over its mesh."""
+    mesh, parts = trainer.mesh, trainer.parts
+    fn = lambda p, b: dit_train.loss_and_grads(p, b, jax.random.key(2), parts=parts)  # noqa: E731
     shardings = parallel.state_shardings(mesh, jax.eval_shape(parts.init_params, jax.random.key(0)))
     batch_shardings = trainer.batch_shardings()
     with parallel.mesh_context(mesh):
         sharded = jax.jit(fn, in_shardings=(shardings, batch_shardings), out_shardings=(None, shardings))
-        loss8, grads8 = sharded(jax.device_put(params, shardings), jax.device_put(batch, batch_shardings))
+        return sharded(jax.device_put(params, shardings), jax.device_put(batch, batch_shardings))
+
+
+def assert_same_loss_and_grads(expected, actual):
+    """Loss within 1e-5 relative; each gradient leaf within 1e-5 of its norm."""
+    (loss1, grads1), (loss2, grads2) = expected, actual
+    assert abs(float(loss2) - float(loss1)) <= 1e-5 * abs(float(loss1))
+    for g1, g2 in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads2), strict=True):
+        g1, g2 = np.asarray(g1), np.asarray(g2)
+        assert np.linalg.norm(g2 - g1) <= 1e-5 * max(np.linalg.norm(g1), 1e-12) + 1e-9
+
+
+def test_sharded_step_equals_the_one_device_step(latents):
+    config = config_for(latents, "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2")
+    trainer = dit_train.DiTTrainer(config, "unused")
+    batch, params = packed_batch_and_params(latents, config, trainer.parts)
+    fn = lambda p, b: dit_train.loss_and_grads(p, b, jax.random.key(2), parts=trainer.parts)  # noqa: E731
+    one = jax.jit(fn)(jax.device_put(params, jax.devices()[0]), jax.device_put(batch, jax.devices()[0]))
+    loss8, grads8 = loss_and_grads_on_mesh(trainer, params, batch)
     assert len(jax.tree.leaves(grads8)[0].sharding.device_set) == 8
     assert any(not g.sharding.is_fully_replicated for g in jax.tree.leaves(grads8))  # really sharded
-    assert abs(float(loss8) - float(loss1)) <= 1e-5 * abs(float(loss1))
-    for g1, g8 in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads8), strict=True):
-        g1, g8 = np.asarray(g1), np.asarray(g8)
-        assert np.linalg.norm(g8 - g1) <= 1e-5 * max(np.linalg.norm(g1), 1e-12) + 1e-9
+    assert_same_loss_and_grads(one, (loss8, grads8))
 
 
 def test_times_as_a_table_give_the_same_loss_and_grads_sharded_or_not(latents):
     """diffusion.time_table=true (the DiT modulated once per clip and time): the per-token path's loss and
     gradients on a real packed batch (given frames included), and the same again on the (2, 2, 2) mesh."""
-    ref = dit_train.DiTTrainer(config_for(latents, "diffusion.cond_rates=(0.3,0.1,0.1,0.1,0.1)"), "unused")
-    config = config_for(
-        latents,
-        "diffusion.cond_rates=(0.3,0.1,0.1,0.1,0.1)",
-        "diffusion.time_table=true",
-        "mesh.data=2",
-        "mesh.fsdp=2",
-        "mesh.tensor=2",
+    cond = "diffusion.cond_rates=(0.3,0.1,0.1,0.1,0.1)"
+    ref = dit_train.DiTTrainer(config_for(latents, cond), "unused")
+    mesh = ("mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2")
+    trainer = dit_train.DiTTrainer(config_for(latents, cond, "diffusion.time_table=true", *mesh), "unused")
+    batch, params = packed_batch_and_params(latents, trainer.config, ref.parts)
+    per_token, table = (
+        jax.jit(lambda p, b, parts=t.parts: dit_train.loss_and_grads(p, b, jax.random.key(2), parts=parts))(
+            params, batch
+        )
+        for t in (ref, trainer)
     )
-    trainer = dit_train.DiTTrainer(config, "unused")
-    batch = next(iter(packed_dataset(LatentDataset(latents), config)))
-    batch = {k: np.asarray(batch[k]) for k in dit_train.BATCH_KEYS}
-    params = jax.jit(lambda key: nn.meta.unbox(ref.parts.init_params(key)))(jax.random.key(0))
-    params = model_params.perturbed(params, 0.05, seed=1)
-    fn = {
-        name: jax.jit(
-            lambda p, b, parts=t.parts: dit_train.loss_and_grads(p, b, jax.random.key(2), parts=parts)
-        )
-        for name, t in (("tokens", ref), ("table", trainer))
-    }
-    loss_tok, grads_tok = fn["tokens"](params, batch)
-    loss_tab, grads_tab = fn["table"](params, batch)
-    assert abs(float(loss_tab) - float(loss_tok)) <= 1e-5 * abs(float(loss_tok))
-    for a, b in zip(jax.tree.leaves(grads_tok), jax.tree.leaves(grads_tab), strict=True):
-        a, b = np.asarray(a), np.asarray(b)
-        assert np.linalg.norm(b - a) <= 1e-5 * max(np.linalg.norm(a), 1e-12) + 1e-9
-    mesh = trainer.mesh
-    shardings = parallel.state_shardings(mesh, jax.eval_shape(trainer.parts.init_params, jax.random.key(0)))
-    batch_shardings = trainer.batch_shardings()
-    with parallel.mesh_context(mesh):
-        sharded = jax.jit(
-            lambda p, b: dit_train.loss_and_grads(p, b, jax.random.key(2), parts=trainer.parts),
-            in_shardings=(shardings, batch_shardings),
-            out_shardings=(None, shardings),
-        )
-        loss8, grads8 = sharded(jax.device_put(params, shardings), jax.device_put(batch, batch_shardings))
-    assert abs(float(loss8) - float(loss_tab)) <= 1e-5 * abs(float(loss_tab))
-    for a, b in zip(jax.tree.leaves(grads_tab), jax.tree.leaves(grads8), strict=True):
-        a, b = np.asarray(a), np.asarray(b)
-        assert np.linalg.norm(b - a) <= 1e-5 * max(np.linalg.norm(a), 1e-12) + 1e-9
+    assert_same_loss_and_grads(per_token, table)
+    assert_same_loss_and_grads(table, loss_and_grads_on_mesh(trainer, params, batch))
 
 
 RUN = ("train.steps=5", "train.ckpt_every=2")

@@ -205,12 +205,12 @@ class DiT(nn.Module):
         block, scanned = layers.repeat(
             Block, depth=cfg.depth, scan=cfg.scan, remat=cfg.remat, num_broadcast=6
         )
-        args = (x, mod, rope, segment_ids, text, text_segment_ids, t_index)
+        shared = (mod, rope, segment_ids, text, text_segment_ids, t_index)  # the same for every block
         if scanned:
-            x, _ = block(cfg, name="blocks")(*args)
+            x, _ = block(cfg, name="blocks")(x, *shared)
         else:
             for i in range(cfg.depth):
-                x, _ = block(cfg, name=f"block_{i}")(x, *args[1:])
+                x, _ = block(cfg, name=f"block_{i}")(x, *shared)
 
         final = layers.dense(
             (2, d),
