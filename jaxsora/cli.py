@@ -114,21 +114,38 @@ def _add_eval_arguments(p, *, num: int, seed: int, what: str) -> None:
     p.add_argument("--num", type=int, default=num, help=f"{what} (default {num})")
     p.add_argument("--seed", type=int, default=seed, help="synthetic-world seed of the held-out clips")
     p.add_argument("--sizes", default="128x128,160x96,96x160", help="WxH sizes, cycled over the clips")
-    p.add_argument("--steps", type=int, default=30, help="Euler steps")
+    p.add_argument("--steps", type=int, default=30, help="sampling steps (default 30)")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+    p.add_argument(
+        "--sampler",
+        default="euler",
+        choices=("euler", "heun"),
+        help="euler (default) or heun (2 calls a step)",
+    )
 
 
 def _cmd_eval_dit(args, overrides) -> None:
     from jaxsora.train.dit_eval import evaluate
 
-    keys = ("num", "seed", "sizes", "frames", "steps", "guidance", "batch")
+    keys = ("num", "seed", "sizes", "frames", "steps", "guidance", "sampler", "batch")
     _run_eval("eval-dit", evaluate, args, overrides, keys)
 
 
 def _cmd_eval_modes(args, overrides) -> None:
     from jaxsora.train.modes_eval import evaluate_modes
 
-    keys = ("num", "seed", "sizes", "frames", "given_frames", "new_frames", "steps", "guidance", "modes")
+    keys = (
+        "num",
+        "seed",
+        "sizes",
+        "frames",
+        "given_frames",
+        "new_frames",
+        "steps",
+        "guidance",
+        "sampler",
+        "modes",
+    )
     _run_eval("eval-modes", evaluate_modes, args, overrides, keys)
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jaxsora.train.dit_eval import _motion_outcomes, held_out_prompts, score
+from jaxsora.train.dit_eval import _by_shape, _motion_outcomes, held_out_prompts, score
 
 
 def test_true_clips_match_their_prompts():
@@ -18,6 +18,9 @@ def test_true_clips_match_their_prompts():
             totals[k] = totals.get(k, 0) + v
         assert len(read) == len([o for o in it["objects"] if o.get("status") != "absent"])
         per_item.append({"read": read})
+    by_shape = _by_shape([o for it in per_item for o in it["read"]])
+    assert sum(int(v.split(" / ")[0]) for v in by_shape.values()) == totals["shape"]
+    assert sum(int(v.split(" / ")[1]) for v in by_shape.values()) == totals["objects"]
     outcomes = _motion_outcomes(per_item)
     assert sum(outcomes.values()) == totals["moving"]
     assert outcomes["asked direction"] == totals["motion"]
@@ -34,5 +37,6 @@ def test_a_blank_video_scores_nothing_and_training_captions_are_skipped():
     counts = score(blank, items[0], read)
     assert counts["colour"] == counts["shape"] == counts["motion"] == 0
     assert read and all(r["got"] is None for r in read)  # nothing found for any prompt object
+    assert all(v.startswith("0 / ") for v in _by_shape(read).values())
     skipped = held_out_prompts(3, seed=7, sizes=[(64, 64)], frames=5, exclude={items[0]["prompt"]})
     assert items[0]["prompt"] not in {it["prompt"] for it in skipped}

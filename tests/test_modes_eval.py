@@ -36,11 +36,16 @@ def test_loop_seam_passes_a_closed_loop_and_fails_a_one_way_clip():
 def test_true_images_score_and_psnr():
     items = held_out_prompts(8, seed=5, sizes=[(128, 128)], frames=1, images=True)
     totals = {}
+    read: list[dict] = []
     for it in items:
         assert it["frames"].shape == (1, 128, 128, 3)
-        for k, v in score_image(it["frames"][0], it).items():
+        for k, v in score_image(it["frames"][0], it, read).items():
             totals[k] = totals.get(k, 0) + v
-    assert totals["objects"] >= 8
+    assert totals["objects"] >= 8 and len(read) == totals["objects"]
+    assert (
+        sum(r["got"] is not None and r["got"]["shape"] == r["asked"]["shape"] for r in read)
+        == totals["shape"]
+    )
     assert totals["colour"] / totals["objects"] >= 0.9 and totals["shape"] / totals["objects"] >= 0.8
     image = items[0]["frames"][0]
     assert psnr(image, image) == float("inf")

@@ -10,7 +10,7 @@ from jaxsora.config import load_config
 from jaxsora.models.vae import VAE
 from jaxsora.models.vae_codec import VideoCodec
 from jaxsora.prompts import CallableExpander, SyntheticWorldExpander
-from jaxsora.sample import Generator, loop_splice
+from jaxsora.sample import Generator, smoothest_start
 from jaxsora.train.dit import DiTParts
 from jaxsora.train.vae import vae_config
 
@@ -139,29 +139,44 @@ def test_connect_gives_four_frame_latents_only_after_the_start(setup, monkeypatc
         gen.connect(params, ["x"], a, b[:1], middle_frames=4, **STEPS)
 
 
-def test_loop_splice_cuts_where_the_wrap_is_smoothest():
-    """Each cut c in 0..tf makes a loop of body[c:] then held[:c]; the chosen one has the smallest seam (last
-    frame to first), whichever c that is."""
+def test_smoothest_start_puts_the_wrap_on_the_calmest_transition():
+    """A cyclic video starts on the frame whose change from the one before it (cyclically) is smallest, so
+    the loop's seam is the smallest of its transitions, below their mean unless all are equal."""
     rng = np.random.default_rng(0)
-    body = np.cumsum(rng.normal(size=(12, 4, 4, 3)), axis=0).astype(np.float32)  # a random walk: frames drift
-    for want in range(5):
-        held = body[:4] + 5.0  # B's rendering of body[:4], far off...
-        if want:
-            held[want - 1] = body[want] + 0.01  # ...except the frame that would run into body[want]
-        else:
-            body_c = body.copy()
-            body_c[-1] = body[0] + 0.01  # ...and the body already closes on itself
-        b = body if want else body_c
-        c = loop_splice(b, held)
-        assert c == want
-        seams = [np.abs(np.concatenate([b[k:], held[:k]])[-1] - b[k]).mean() for k in range(5)]
-        assert int(np.argmin(seams)) == c
+    for want in range(6):
+        steps = rng.uniform(1.0, 2.0, size=6)
+        steps[want] = 0.05  # the step into frame `want` (from frame 5 for want = 0: the cycle's wrap)
+        angle = 2 * np.pi * np.cumsum(steps) / steps.sum()  # once around a circle: frame 5 runs into 0
+        frames = np.stack([np.cos(angle), np.sin(angle)], axis=-1)[:, None, :].astype(np.float32)
+        start = smoothest_start(frames)
+        assert start == want
+        rolled = np.roll(frames, -start, axis=0)
+        seam = np.abs(rolled[-1] - rolled[0]).mean()
+        assert seam < np.abs(np.diff(rolled, axis=0)).mean()
+
+
+def test_decode_periodic_is_the_steady_state_of_the_repeated_latents(setup):
+    """The streaming decoder fed the period until it settles gives the frames that one long decode of the
+    repeated latents shows at its end: the loop's pixels are a stretch of an endless decode."""
+    gen, _ = setup
+    codec = gen.codec
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=(1, 1, 4, 6, 16)).astype(np.float32)
+    period = rng.normal(size=(1, 3, 4, 6, 16)).astype(np.float32)
+    frames, settled = codec.decode_periodic(start, period)
+    assert frames.shape == (1, 12, 32, 48, 3) and settled <= 1e-3
+    long = codec.decode(np.concatenate([start, *[period] * 12], axis=1))
+    np.testing.assert_allclose(np.asarray(frames), np.asarray(long[:, -12:]), atol=1e-4)
+    # and not a trivial one: the decoder remembers earlier latents, so an early period is not yet settled
+    assert np.abs(np.asarray(long[:, 1:13]) - np.asarray(long[:, -12:])).max() > 1e-3
 
 
 def test_loop_closes_on_its_own_start(setup, monkeypatch):
     """The loop's second sampling starts from the first clip's end and is held, at its end, on the first clip's
-    latent frame 1 (its frames 1-4): what it generates leads back into the loop's first frame. Every given
-    latent frame sits where training puts such frames (a one-frame latent first, four-frame latents after)."""
+    latent frame 1 (its frames 1-4): what it generates leads back into the loop's start. Every given latent
+    frame sits where training puts such frames (a one-frame latent first, four-frame latents after). The loop
+    is the steady decode of A's latents from frame 1 on then B's new ones, started after its calmest
+    transition."""
     gen, params = setup
     calls = {}
     sample_tokens, with_given = gen.sample_tokens, gen._with_given
@@ -188,17 +203,19 @@ def test_loop_closes_on_its_own_start(setup, monkeypatch):
     np.testing.assert_array_equal(given[1], a[0, 2 * per_frame : 3 * per_frame])  # A's last latent frame
     np.testing.assert_array_equal(given[4], a[0, per_frame : 2 * per_frame])  # A's frames 1-4 close it
     # the restart is one of A's decoded frames re-encoded as a first (one-frame) latent
-    video_a = gen.decode(gen.tokens_to_latents(a, grid_a))[0]
+    latents_a = gen.tokens_to_latents(a, grid_a)
+    video_a = gen.decode(latents_a)[0]
     np.testing.assert_allclose(given[0], gen._split_frames(gen.encode(video_a[4]))[0], atol=1e-5)
-    # the loop opens inside A's frames 1-4 and ends with B's rendering of the ones it skipped
+    # the pixels: the period A[1:] + B's new latents, decoded to its steady state and rotated
     b, _ = calls["b_out"]
-    video_b = gen.decode(gen.tokens_to_latents(b, grid_b))[0]
-    held = video_b[-4:]
-    body = np.concatenate([video_a[1:5], video_b[1:13]])
-    c = loop_splice(body, held)
-    assert 0 <= c <= 4
-    np.testing.assert_allclose(loop[0, : 4 - c], video_a[1 + c : 5], atol=1e-5)
-    np.testing.assert_allclose(loop[0, 16 - c :], held[:c], atol=1e-5)
+    latents_b = gen.tokens_to_latents(b, grid_b)
+    period = np.concatenate([np.asarray(latents_a)[:, 1:], np.asarray(latents_b)[:, 2:4]], axis=1)
+    cyclic = np.asarray(gen.codec.decode(np.concatenate([np.asarray(latents_a)[:, :1], *[period] * 10], 1)))
+    cyclic = cyclic[0, -16:]
+    start = smoothest_start(cyclic)
+    np.testing.assert_allclose(loop[0], np.roll(cyclic, -start, axis=0), atol=1e-4)
+    seams = np.abs(loop[0, -1] - loop[0, 0]).mean()
+    assert seams < np.abs(np.diff(loop[0], axis=0)).mean()  # the wrap is the calmest transition
     np.testing.assert_array_equal(
         loop, gen.loop(params, ["x"], frames=16, height=32, width=48, seed=5, **STEPS)
     )

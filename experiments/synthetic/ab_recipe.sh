@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Two variants of the text-to-video recipe side by side, one per GPU of a two-GPU machine (each its own VAE,
-# latents and DiT: the spread between the arms includes run-to-run noise), then eval-dit again at more
-# guidance scales on each arm's checkpoint. Written for the device's nvidia-h200-x2 kind.
+# latents and DiT: the spread between the arms includes run-to-run noise), then eval-dit again with other
+# sampling settings on each arm's checkpoint. Written for the device's nvidia-h200-x2 kind.
 #
-#   ARM_A="" ARM_B="--config.train.optim.lr=1e-3" bash experiments/synthetic/ab_recipe.sh RUNS OUT
+#   ARM_A="" ARM_B="--config.train.optim.lr=1e-3" EXTRA_EVALS="--guidance 7;--sampler heun" \
+#     bash experiments/synthetic/ab_recipe.sh RUNS OUT
 #
-# ARM_A / ARM_B are DIT_ARGS for recipe.sh; GUIDANCES (default "7"; "" for none) the extra eval-dit scales. Each arm's log
-# goes to OUT/log_<arm>.txt and its eval JSONs to OUT/eval_dit_<arm>_g<scale>.json. recipe.sh's other
+# ARM_A / ARM_B are DIT_ARGS for recipe.sh; EXTRA_EVALS (default "--guidance 7"; "" for none) are eval-dit
+# argument sets separated by ";", each run after the recipe. Each arm's log goes to OUT/log_<arm>.txt, the
+# recipe's eval JSON to OUT/eval_dit_<arm>.json, the extra ones to OUT/eval_dit_<arm>_x<k>.json (k from 1; the
+# settings are in each JSON's summary) and eval-modes' to OUT/eval_modes_<arm>.json. recipe.sh's other
 # variables pass through (the defaults here skip eval-vae and eval-modes: VAE_EVAL_NUM=0 MODES_NUM=0).
 set -uo pipefail
 runs=${1:-runs}
@@ -20,11 +23,17 @@ arm() {
   (
     export CUDA_VISIBLE_DEVICES=$gpu DIT_ARGS="$args"
     bash "$(dirname "$0")/recipe.sh" "$dir"
-    cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}_g4.json"
-    for g in ${GUIDANCES-7}; do
+    cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}.json"
+    [ -f "$dir/dit/eval_modes.json" ] && cp "$dir/dit/eval_modes.json" "$out/eval_modes_${name}.json"
+    k=0
+    IFS=';' read -ra extra <<< "${EXTRA_EVALS---guidance 7}"
+    for settings in "${extra[@]}"; do
+      [ -n "${settings// }" ] || continue
+      k=$((k + 1))
+      # shellcheck disable=SC2086  # each settings string is a list of eval-dit arguments
       JAX_COMPILATION_CACHE_DIR="$dir/jax_cache" $jaxsora eval-dit --workdir "$dir/dit" --num "${EVAL_NUM:-64}" \
-        --sizes "${EVAL_SIZES:-128x128}" --guidance "$g" | grep -v "^per-case"
-      cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}_g${g}.json"
+        --sizes "${EVAL_SIZES:-128x128}" $settings | grep -v "^per-case"
+      cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}_x${k}.json"
     done
   ) > "$out/log_$name.txt" 2>&1
   echo "[ab] arm $name (gpu $gpu, DIT_ARGS='$args') exited $?"

@@ -105,6 +105,36 @@ class VideoCodec:
             return _tiled(fn, z, tile, overlap, self.cfg.spatial_factor, down=False)
         return fn(z)
 
+    def decode_periodic(
+        self, start: jax.Array, period: jax.Array, *, max_periods: int = 32, tol: float = 1e-3
+    ):
+        """The frames a repeating latent sequence settles into: ``start [B, 1, h, w, C]`` (a first, one-frame
+        latent), then ``period [B, n, h, w, C]`` over and over.
+
+        The streaming decoder is fed one period at a time, its causal memory carried along, until a period's
+        frames match the previous period's to ``tol`` (exactly, to float rounding, once every frame the
+        decoder still remembers is a repeat; the synthetic VAE remembers about 30 latent frames). The result,
+        ``[B, f * n, H, W, 3]``, played in a loop, is what the decoder makes of the endless sequence: its
+        last frame runs into its first as any two neighbouring frames do. Returns (frames, the max absolute
+        difference between the last two periods: above ``tol`` only if they did not settle in ``max_periods``).
+        """
+        if start.ndim != 5 or start.shape[1] != 1 or period.ndim != 5 or period.shape[0] != start.shape[0]:
+            raise ValueError(
+                f"expected a first latent [B, 1, h, w, C] and a period [B, n, h, w, C], got {tuple(start.shape)} "
+                f"and {tuple(period.shape)}"
+            )
+        _, cache = self._dec_stream(self.params, None, jnp.asarray(start), True)
+        period = jnp.asarray(period)
+        previous, diff = None, math.inf
+        for _ in range(max_periods):
+            out, cache = self._dec_stream(self.params, cache, period, False)
+            if previous is not None:
+                diff = float(jnp.max(jnp.abs(out.astype(jnp.float32) - previous.astype(jnp.float32))))
+                if diff <= tol:
+                    return out, diff
+            previous = out
+        return out, diff
+
 
 def _moments(mean: jax.Array, logvar: jax.Array) -> jax.Array:
     """Mean and standard deviation side by side on the channel axis (tiled and chunked alike)."""

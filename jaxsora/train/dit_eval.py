@@ -3,7 +3,7 @@
 ``jaxsora eval-dit --workdir runs/dit --num 64``: prompts are the descriptive captions of held-out synthetic
 clips (another world seed than training's; any caption seen verbatim in the training latents is skipped),
 rendered at the evaluation sizes so each prompt comes with its ground truth. Each prompt's video is generated
-(EMA weights, Euler + guidance), decoded with the VAE, read back by the world's analytic ``describe``, and
+(EMA weights, Euler or Heun steps + guidance), decoded with the VAE, read back by the world's analytic ``describe``, and
 matched object by object: colour, shape (for every object the prompt names) and motion direction (for objects
 that move). A sample gallery (gifs) and ``eval_dit.json`` are written to the workdir.
 """
@@ -138,6 +138,7 @@ def evaluate(
     frames: int = 17,
     steps: int = 30,
     guidance: float = 4.0,
+    sampler: str = "euler",
     batch: int = 32,
     gallery: int = 8,
     vae_ceiling: bool = True,
@@ -155,6 +156,7 @@ def evaluate(
     bar = tqdm(total=len(items), desc="eval-dit", unit="video", disable=not progress)
     t_generate = t_score = 0.0
     ceiling: dict[str, int] = {}
+    ceiling_read: list[dict] = []
     for size in size_list:
         group = [it for it in items if tuple(it["size"]) == size]
         for start in range(0, len(group), batch):
@@ -169,6 +171,7 @@ def evaluate(
                 seed=seed + start,
                 steps=steps,
                 guidance=guidance,
+                sampler=sampler,
             )
             t1 = time.perf_counter()
             for it, video in zip(chunk, videos, strict=True):
@@ -183,7 +186,7 @@ def evaluate(
                 real = np.stack([it["frames"] for it in chunk]).astype(np.float32) / 127.5 - 1.0
                 recon = generator.decode(generator.codec.encode(jax.numpy.asarray(real)))
                 for it, video in zip(chunk, recon, strict=True):
-                    for k, v in score(video, it).items():
+                    for k, v in score(video, it, ceiling_read).items():
                         ceiling[k] = ceiling.get(k, 0) + int(v)
             t_score += time.perf_counter() - t1
             t_generate += t1 - t0
@@ -196,9 +199,18 @@ def evaluate(
         "moving_objects": totals.get("moving", 0),
         **_accuracies(totals),
         "vae_ceiling": _accuracies(ceiling) if ceiling else None,
+        "shape_accuracy_by_shape": _by_shape([o for it in per_item for o in it["read"]]),
+        "vae_ceiling_shape_accuracy_by_shape": _by_shape(ceiling_read) if ceiling_read else None,
         "generate_seconds": t_generate,
         "score_seconds": t_score,
-        "settings": {"seed": seed, "sizes": sizes, "frames": frames, "steps": steps, "guidance": guidance},
+        "settings": {
+            "seed": seed,
+            "sizes": sizes,
+            "frames": frames,
+            "steps": steps,
+            "guidance": guidance,
+            "sampler": sampler,
+        },
     }
     (workdir / "eval_dit.json").write_text(json.dumps({"summary": summary, "videos": per_item}, indent=2))
     return summary
@@ -222,6 +234,17 @@ def _motion_outcomes(per_item: list[dict]) -> dict[str, int]:
             else:
                 out["still" if got == "still" else "grow or shrink"] += 1
     return out
+
+
+def _by_shape(read: list[dict]) -> dict[str, str]:
+    """Per asked shape: how many of its objects ``describe`` read as that shape, as "right / asked"."""
+    counts: dict[str, list[int]] = {}
+    for obj in read:
+        shape = obj["asked"]["shape"]
+        c = counts.setdefault(shape, [0, 0])
+        c[0] += obj["got"] is not None and obj["got"]["shape"] == shape
+        c[1] += 1
+    return {k: f"{r} / {n}" for k, (r, n) in sorted(counts.items())}
 
 
 def _accuracies(totals: dict[str, int]) -> dict[str, float]:

@@ -30,7 +30,14 @@ from tqdm import tqdm
 from jaxsora.data.synthetic import describe, match, vocab
 from jaxsora.data.synthetic.measure import as_uint8_video
 from jaxsora.sample import parse_size
-from jaxsora.train.dit_eval import _accuracies, _training_captions, _write_gif, held_out_prompts, load_trained
+from jaxsora.train.dit_eval import (
+    _accuracies,
+    _by_shape,
+    _training_captions,
+    _write_gif,
+    held_out_prompts,
+    load_trained,
+)
 
 DIRECTIONS = set(vocab.DIRECTIONS)
 
@@ -86,8 +93,9 @@ def loop_seam(video: np.ndarray) -> dict:
     return {"seam": seam, "mean_change": change, "ok": seam < change}
 
 
-def score_image(image: np.ndarray, item: dict) -> dict:
-    """Colour/shape agreement of one generated image with its caption's objects."""
+def score_image(image: np.ndarray, item: dict, details: list | None = None) -> dict:
+    """Colour/shape agreement of one generated image with its caption's objects; with ``details``, what the
+    caption asked and what ``describe`` read for each object is appended (None when none was matched)."""
     described = describe(image)
     truth = [o for o in item["objects"] if o.get("status") != "absent"]
     result = match(described, truth, ("colour", "shape"), single_frame=True)
@@ -99,6 +107,10 @@ def score_image(image: np.ndarray, item: dict) -> dict:
         counts["colour"] += colour
         counts["shape"] += shape
         counts["colour_and_shape"] += colour and shape
+        if details is not None:
+            asked = {a: truth[i].get(a) for a in ("colour", "shape", "size")}
+            got = None if obj is None else {a: getattr(obj, a) for a in ("colour", "shape", "size")}
+            details.append({"asked": asked, "got": got})
     return counts
 
 
@@ -113,6 +125,7 @@ def evaluate_modes(
     new_frames: int = 8,
     steps: int = 30,
     guidance: float = 4.0,
+    sampler: str = "euler",
     modes: str = "i2v,extend,loop,t2i",
     gallery: int = 4,
     progress: bool = True,
@@ -132,7 +145,7 @@ def evaluate_modes(
         )
     exclude = _training_captions(config.train.latents)
     size_list = [parse_size(s) for s in sizes.split(",") if s.strip()]
-    sample_kw = dict(steps=steps, guidance=guidance)
+    sample_kw = dict(steps=steps, guidance=guidance, sampler=sampler)
     out_dir = workdir / "eval_modes"
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict = {
@@ -145,6 +158,7 @@ def evaluate_modes(
             "new_frames": new_frames,
             "steps": steps,
             "guidance": guidance,
+            "sampler": sampler,
         }
     }
     cases: dict[str, list] = {}
@@ -236,10 +250,11 @@ def evaluate_modes(
                 **sample_kw,
             )
             for it, image in zip(group, out, strict=True):
-                counts = score_image(image[0], it)
+                read: list[dict] = []
+                counts = score_image(image[0], it, read)
                 for key, value in counts.items():
                     totals[key] = totals.get(key, 0) + int(value)
-                rows.append({"prompt": it["prompt"], "size": list(size), **counts})
+                rows.append({"prompt": it["prompt"], "size": list(size), **counts, "read": read})
             b.update(len(group))
         b.close()
         cases["t2i"] = rows
@@ -250,6 +265,7 @@ def evaluate_modes(
             "colour_accuracy": acc["colour_accuracy"],
             "shape_accuracy": acc["shape_accuracy"],
             "colour_and_shape_accuracy": acc["colour_and_shape_accuracy"],
+            "shape_accuracy_by_shape": _by_shape([o for row in rows for o in row["read"]]),
             "seconds": time.perf_counter() - t0,
         }
 
