@@ -17,7 +17,9 @@
 # as below, the whole recipe ended at 564 s (encode 100 s, eval-dit 42 s, eval-modes at 32 cases 75 s). In the
 # sixth session (one H200 of two, results/recipe_log_2026-11-23f.txt; the DiT's compile down from ~41 s to
 # ~31 s to its first step, NOTES DiT item 5) it ended at 519 s: VAE 142 s, encode 70 s, DiT 209 s, eval-dit
-# 35 s, eval-modes 63 s. Not re-timed on an H100 since.
+# 35 s, eval-modes 63 s. In the seventh session, on one H100 (results/recipe_log_2026-11-23h.txt, the time
+# table on, loops decoded to their steady state), it ended at 528 s: VAE 138 s, encode 76 s, DiT 211 s,
+# eval-dit 34 s, eval-modes 69 s.
 #
 # JAXSORA may name the command (default `jaxsora`; `python -m jaxsora.cli` where the package is not installed).
 set -euo pipefail
