@@ -3,9 +3,10 @@
 ``jaxsora eval-dit --workdir runs/dit --num 64``: prompts are the descriptive captions of held-out synthetic
 clips (another world seed than training's; any caption seen verbatim in the training latents is skipped),
 rendered at the evaluation sizes so each prompt comes with its ground truth. Each prompt's video is generated
-(EMA weights, Euler or Heun steps + guidance), decoded with the VAE, read back by the world's analytic ``describe``, and
-matched object by object: colour, shape (for every object the prompt names) and motion direction (for objects
-that move). A sample gallery (gifs) and ``eval_dit.json`` are written to the workdir.
+(EMA weights, Euler or Heun + guidance), decoded with the VAE, read back by the world's analytic ``describe``,
+and matched object by object: colour, shape (for every object the prompt names) and motion direction (for
+objects that move); shape accuracy is also given per asked shape. A sample gallery (gifs) and
+``eval_dit.json`` are written to the workdir.
 """
 
 from __future__ import annotations
