@@ -124,3 +124,25 @@ def test_pixel_shortcut_codes_flat_colour_clips_exactly_at_init():
         np.asarray(z[..., :3]), np.broadcast_to([0.3, -0.6, 0.9], z[..., :3].shape), atol=1e-6
     )
     np.testing.assert_allclose(np.asarray(codec.decode(z)), np.asarray(x), atol=1e-6)
+
+
+def test_synthetic_vae_decoder_remembers_31_latent_frames():
+    """``configs/vae_synthetic.py``'s decoder (weights perturbed off their zero inits): a change to one latent
+    frame reaches the pixels of exactly the next 31 latent frames and no further, the memory
+    ``VideoCodec.decode_periodic``'s docstring counts on (a 4-frame loop period settles in about 9)."""
+    from jaxsora.config import load_config
+    from jaxsora.train.vae import vae_config
+
+    cfg = vae_config(load_config("configs/vae_synthetic.py", ["vae.dtype=float32"]))
+    x = jnp.zeros((1, 5, 16, 16, 3))
+    params = model_params.init(VAE(cfg), {"params": jax.random.key(0), "noise": jax.random.key(1)}, x)
+    codec = VideoCodec(cfg, model_params.perturbed(params, 0.05, seed=3))
+    z = np.random.default_rng(0).normal(size=(1, 36, 2, 2, cfg.latent_channels)).astype(np.float32)
+    moved = z.copy()
+    moved[:, 1] += 1.0
+    diff = (
+        np.abs(np.asarray(codec.decode(z)) - np.asarray(codec.decode(moved))).reshape(1 + 35 * 4, -1).max(1)
+    )
+    latent_of_frame = 1 + (np.arange(len(diff)) - 1) // 4  # pixel frame -> its latent frame (frame 0: 0)
+    reached = latent_of_frame[diff > 0]
+    assert reached.min() == 1 and reached.max() == 1 + 31

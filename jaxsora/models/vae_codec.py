@@ -114,11 +114,11 @@ class VideoCodec:
         The streaming decoder is fed one period at a time, its causal memory carried along, until a period's
         frames match the previous period's to ``tol`` (exactly, to float rounding, once every frame the
         decoder still remembers is a repeat: ``configs/vae_synthetic.py``'s decoder, perturbed at one latent
-        frame, changes the pixels of the next 31, so a 4-frame period settles in about 9). The result,
-        ``[B, f * n, H, W, 3]``, played in a loop, is what the decoder makes of the endless sequence: its
-        last frame runs into its first as any two neighbouring frames do. Returns (frames, the max absolute
-        difference between the last two periods: above ``tol`` only if they did not settle in
-        ``max_periods``).
+        frame, changes the pixels of the next 31 (``tests/test_vae.py``), so a 4-frame period settles in
+        about 9). The result, ``[B, f * n, H, W, 3]``, played in a loop, is what the decoder makes of the
+        endless sequence: its last frame runs into its first as any two neighbouring frames do. Returns
+        (frames, the max absolute difference between the last two periods: above ``tol`` only if they did
+        not settle in ``max_periods``).
         """
         if start.ndim != 5 or start.shape[1] != 1 or period.ndim != 5 or period.shape[0] != start.shape[0]:
             raise ValueError(
