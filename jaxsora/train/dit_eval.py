@@ -104,6 +104,13 @@ def held_out_prompts(
     return out
 
 
+def read_entry(truth: dict, obj, attributes: tuple[str, ...]) -> dict:
+    """One prompt object's ``{"asked": ..., "got": ...}`` over ``attributes``: what the prompt asked and what
+    ``describe`` read for the object matched to it (``got`` is None when none was)."""
+    asked = {a: truth.get(a) for a in attributes}
+    return {"asked": asked, "got": None if obj is None else {a: getattr(obj, a) for a in attributes}}
+
+
 def score(video: np.ndarray, item: dict, details: list | None = None) -> dict:
     """Colour/shape/motion agreement of one generated video with its prompt's objects; with ``details``, one
     entry per prompt object is appended: what the prompt asked and what ``describe`` read for it (None when
@@ -124,9 +131,7 @@ def score(video: np.ndarray, item: dict, details: list | None = None) -> dict:
             counts["moving"] += 1
             counts["motion"] += obj is not None and obj.motion == t["motion"]
         if details is not None:
-            asked = {a: t.get(a) for a in ("colour", "shape", "size", "motion")}
-            got = None if obj is None else {a: getattr(obj, a) for a in ("colour", "shape", "size", "motion")}
-            details.append({"asked": asked, "got": got})
+            details.append(read_entry(t, obj, ("colour", "shape", "size", "motion")))
     return counts
 
 

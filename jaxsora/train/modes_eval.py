@@ -37,6 +37,7 @@ from jaxsora.train.dit_eval import (
     _write_gif,
     held_out_prompts,
     load_trained,
+    read_entry,
 )
 
 DIRECTIONS = set(vocab.DIRECTIONS)
@@ -108,9 +109,7 @@ def score_image(image: np.ndarray, item: dict, details: list | None = None) -> d
         counts["shape"] += shape
         counts["colour_and_shape"] += colour and shape
         if details is not None:
-            asked = {a: truth[i].get(a) for a in ("colour", "shape", "size")}
-            got = None if obj is None else {a: getattr(obj, a) for a in ("colour", "shape", "size")}
-            details.append({"asked": asked, "got": got})
+            details.append(read_entry(truth[i], obj, ("colour", "shape", "size")))
     return counts
 
 
