@@ -82,6 +82,10 @@ def test_a_few_steps_lower_the_loss(latents, tmp_path):
     assert result["steps"] == 30 and len(rec.losses) == 30
     assert 0 < result["first_step_s"] < result["train_seconds"]  # the compile's share of a time budget
     assert np.mean(rec.losses[-5:]) < 0.8 * np.mean(rec.losses[:5]), rec.losses
+    # The step was compiled ahead for the batch_spec the packer emits (while the data workers started), and
+    # every step ran that executable: the jit itself never had to compile for a batch.
+    assert result["compile_s_pack"] > 0
+    assert trainer.ahead_step().jitted._cache_size() == 0
 
 
 def packed_batch_and_params(latents, config, parts):
@@ -178,6 +182,15 @@ def test_sigterm_saves_and_resume_reproduces_the_uninterrupted_losses(latents, s
     assert rec_c.losses == reference_losses[3:]  # exactly: same batches, same rngs, same state
     for a, b in zip(jax.tree.leaves(reference.state), jax.tree.leaves(resumed.state), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_time_limit_on_a_step_just_saved_stops_cleanly(latents, tmp_path):
+    """The time limit reached on a step the periodic save has just written (here the first step, which Orbax
+    always saves) ends the run with that checkpoint, instead of failing on a second save of the step."""
+    trainer = dit_train.DiTTrainer(config_for(latents, "train.steps=5", "train.time_limit_s=0.001"), tmp_path)
+    result = trainer.run(progress=False)
+    assert result["steps"] == 1
+    assert Checkpointer(tmp_path / "checkpoints", save_every=1, keep=1).latest_step() == 1
 
 
 def test_generator_is_deterministic_by_seed_and_checks_sizes(latents):

@@ -5,8 +5,10 @@
 #
 #   ARM_A="" ARM_B="--config.train.optim.lr=1e-3" EXTRA_EVALS="--guidance 7;--sampler heun" \
 #     bash experiments/synthetic/ab_recipe.sh RUNS OUT
+#   ENV_A="" ENV_B="CLIPS=12000" EXTRA_EVALS="" bash experiments/synthetic/ab_recipe.sh RUNS OUT
 #
-# ARM_A / ARM_B are DIT_ARGS for recipe.sh; EXTRA_EVALS (default "--guidance 7"; "" for none) are eval-dit
+# ARM_A / ARM_B are DIT_ARGS for recipe.sh; ENV_A / ENV_B are recipe.sh variables for one arm only
+# ("NAME=value ..." pairs, e.g. CLIPS or DIT_SECONDS); EXTRA_EVALS (default "--guidance 7"; "" for none) are eval-dit
 # argument sets separated by ";", each run after the recipe. Each arm's log goes to OUT/log_<arm>.txt, the
 # recipe's eval JSON to OUT/eval_dit_<arm>.json, the extra ones to OUT/eval_dit_<arm>_x<k>.json (k from 1; the
 # settings are in each JSON's summary) and eval-modes' to OUT/eval_modes_<arm>.json. recipe.sh's other
@@ -18,10 +20,12 @@ mkdir -p "$out"
 export VAE_EVAL_NUM=${VAE_EVAL_NUM:-0} MODES_NUM=${MODES_NUM:-0}
 jaxsora=${JAXSORA:-jaxsora}
 arm() {
-  local name=$1 gpu=$2 args=$3
+  local name=$1 gpu=$2 args=$3 envs=$4
   local dir="$runs/$name"
   (
     export CUDA_VISIBLE_DEVICES=$gpu DIT_ARGS="$args"
+    # shellcheck disable=SC2086  # NAME=value pairs, one word each
+    [ -z "${envs// }" ] || export $envs
     bash "$(dirname "$0")/recipe.sh" "$dir"
     cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}.json"
     [ -f "$dir/dit/eval_modes.json" ] && cp "$dir/dit/eval_modes.json" "$out/eval_modes_${name}.json"
@@ -36,8 +40,8 @@ arm() {
       cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}_x${k}.json"
     done
   ) > "$out/log_$name.txt" 2>&1
-  echo "[ab] arm $name (gpu $gpu, DIT_ARGS='$args') exited $?"
+  echo "[ab] arm $name (gpu $gpu, DIT_ARGS='$args', env '$envs') exited $?"
 }
-arm a 0 "${ARM_A:-}" &
-arm b 1 "${ARM_B:-}" &
+arm a 0 "${ARM_A:-}" "${ENV_A:-}" &
+arm b 1 "${ARM_B:-}" "${ENV_B:-}" &
 wait

@@ -25,6 +25,7 @@ class Checkpointer:
             create=True,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._saved_step: int | None = None
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -32,10 +33,18 @@ class Checkpointer:
     def save(
         self, step: int, state: Any, data_iterator: grain.DatasetIterator | None = None, force: bool = False
     ) -> bool:
+        """Saves ``step`` when the interval says so (Orbax also saves a run's first step), or always with
+        ``force``; True when it saved. A step already saved is not saved again, so a loop may force a save
+        (time limit, preemption) right after its periodic one."""
+        if step == self._saved_step:
+            return False
         items = {"state": ocp.args.StandardSave(state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        if saved:
+            self._saved_step = step
+        return saved
 
     def restore(
         self, abstract_state: Any, data_iterator: grain.DatasetIterator | None = None, step: int | None = None

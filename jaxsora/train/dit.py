@@ -10,6 +10,7 @@ checkpoints with the data iterator; SIGTERM saves and stops; TensorBoard scalars
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import logging
@@ -32,7 +33,7 @@ from jaxsora.models.dit import DiT, DiTConfig
 from jaxsora.models.text import drop_captions, make_text_encoder, pack_states
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
-from jaxsora.train.loop import PreemptionGuard, Progress
+from jaxsora.train.loop import AheadCompiledStep, PreemptionGuard, Progress, signature
 from jaxsora.train.optim import ema_update, lr_at, make_unscaled_optimizer
 
 log = logging.getLogger(__name__)
@@ -232,16 +233,42 @@ class DiTTrainer:
         return {k: parallel.batch_sharding(self.mesh, ndims.get(k, 2)) for k in BATCH_KEYS}
 
     def step_fn(self):
+        """``(state, batch, rng, lr) -> (state, metrics)``: the jitted step, or the executable compiled ahead."""
+        return self.ahead_step()
+
+    def ahead_step(self) -> AheadCompiledStep:
         if self._step is None:
             fn = functools.partial(train_step, parts=self.parts, ema_decay=self.tc.ema_decay)
-            self._step = jax.jit(
-                fn,
-                in_shardings=(self.shardings, self.batch_shardings(), None, None),
-                out_shardings=(self.shardings, None),
-                donate_argnums=0,
-                compiler_options=parallel.compiler_options(self.config),
+            self._step = AheadCompiledStep(
+                jax.jit(
+                    fn,
+                    in_shardings=(self.shardings, self.batch_shardings(), None, None),
+                    out_shardings=(self.shardings, None),
+                    donate_argnums=0,
+                    compiler_options=parallel.compiler_options(self.config),
+                )
             )
         return self._step
+
+    def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shapes, dtypes and shardings of the device batch the packed pipeline emits
+        (:class:`jaxsora.data.packing.FinishPack`'s fields, batched), known before the first batch is."""
+        pk = self.config.packing
+        b, s, k, text_len = pk.batch_size, pk.seq_len, pk.max_clips_per_pack, self.config.text.max_len
+        fields = {
+            "tokens": ((b, s, self.parts.cfg.patch_dim), np.float32),
+            "segment_ids": ((b, s), np.int32),
+            "positions": ((b, s, 3), np.int32),
+            "text_tokens": ((b, k, text_len), np.int32),
+            "text_mask": ((b, k, text_len), np.bool_),
+            "text_segment_ids": ((b, k), np.int32),
+            "grid": ((b, k, 3), np.int32),
+        }
+        shardings = self.batch_shardings()
+        return {
+            key: jax.ShapeDtypeStruct(shape, dtype, sharding=shardings[key])
+            for key, (shape, dtype) in fields.items()
+        }
 
     def put(self, batch: dict) -> dict:
         return {k: parallel.put_batch(self.mesh, np.asarray(batch[k])) for k in BATCH_KEYS}
@@ -266,6 +293,10 @@ class DiTTrainer:
         writer = metrics_lib.MetricWriter(self.workdir, enabled=jax.process_index() == 0)
         bar = Progress(tc.steps, step, "train") if progress else None
         rng = jax.random.key(config.seed + 1)
+        # The step compiles (for the one batch shape the packer emits) while the data workers start.
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        if step < tc.steps:
+            self.ahead_step().precompile(pool, self.mesh, state, {"pack": self.batch_spec()}, rng)
         last: dict[str, float] = {}
         self.losses: list[float] = []
         aux = None
@@ -274,11 +305,19 @@ class DiTTrainer:
         with PreemptionGuard() as guard:
             while step < tc.steps:
                 host = next(data_iter)
+                if first_step_s is None:
+                    log.info("first batch at %.1f s", time.perf_counter() - t_start)
                 lr = self.learning_rate(step, time.perf_counter() - t_start)
-                with parallel.mesh_context(self.mesh):
-                    state, aux = self.step_fn()(
-                        state, self.put(host), jax.random.fold_in(rng, step), np.float32(lr)
+                batch = self.put(host)
+                ahead = self.ahead_step()
+                if first_step_s is None and ahead.futures and ahead.ahead_for(batch) is None:
+                    log.warning(
+                        "the first batch %s is not the one the step was compiled ahead for %s: compiling again",
+                        signature(batch)[1],
+                        signature(self.batch_spec())[1],
                     )
+                with parallel.mesh_context(self.mesh):
+                    state, aux = self.step_fn()(state, batch, jax.random.fold_in(rng, step), np.float32(lr))
                 step += 1
                 if first_step_s is None:  # the compile (and the first batch) are in this one
                     jax.block_until_ready(aux)
@@ -317,6 +356,9 @@ class DiTTrainer:
         last["steps"] = step
         if first_step_s is not None:
             last["first_step_s"] = first_step_s
+        for label, seconds in self.ahead_step().compile_seconds.items():
+            last[f"compile_s_{label}"] = seconds
+        pool.shutdown(wait=False, cancel_futures=True)
         ckpt.close()
         data_iter.close()
         writer.close()

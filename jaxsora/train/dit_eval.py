@@ -106,9 +106,16 @@ def held_out_prompts(
 
 def read_entry(truth: dict, obj, attributes: tuple[str, ...]) -> dict:
     """One prompt object's ``{"asked": ..., "got": ...}`` over ``attributes``: what the prompt asked and what
-    ``describe`` read for the object matched to it (``got`` is None when none was)."""
+    ``describe`` read for the object matched to it (``got`` is None when none was). ``got`` also keeps the
+    evidence: the object's coverage area per frame (pixels; None where absent) and its per-shape scores, which
+    say whether a shape or motion miss is a near miss, a drift over the frames or one bad frame."""
     asked = {a: truth.get(a) for a in attributes}
-    return {"asked": asked, "got": None if obj is None else {a: getattr(obj, a) for a in attributes}}
+    if obj is None:
+        return {"asked": asked, "got": None}
+    got = {a: getattr(obj, a) for a in attributes}
+    got["areas"] = [None if not np.isfinite(a) else round(float(a), 1) for a in obj.areas]
+    got["shape_scores"] = {k: round(float(v), 3) for k, v in obj.shape_scores.items()}
+    return {"asked": asked, "got": got}
 
 
 def score(video: np.ndarray, item: dict, details: list | None = None) -> dict:

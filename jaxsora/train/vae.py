@@ -29,7 +29,7 @@ from jaxsora.data.pipeline import batched_dataset, make_source
 from jaxsora.models.vae import VAE, VAEConfig
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
-from jaxsora.train.loop import PreemptionGuard, Progress
+from jaxsora.train.loop import AheadCompiledStep, PreemptionGuard, Progress
 from jaxsora.train.optim import ema_update, lr_at, make_unscaled_optimizer
 
 log = logging.getLogger(__name__)
@@ -190,39 +190,6 @@ class VAEParts:
         )
 
 
-class _StepDispatch:
-    """A jitted train step that uses ahead-of-time compiled executables for the batch shapes it was told to
-    expect (compiled in background threads while the data workers start), and jit for any other shape."""
-
-    def __init__(self, jitted, compiler_options: dict | None = None):
-        self.jitted = jitted
-        self.compiler_options = compiler_options
-        self.futures: dict[tuple[int, ...], concurrent.futures.Future] = {}
-        self.compile_seconds: dict[tuple[int, ...], float] = {}
-
-    def precompile(self, pool, mesh, state, shapes, rng) -> None:
-        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
-        lr = jax.ShapeDtypeStruct((), jnp.float32)
-        sharding = parallel.batch_sharding(mesh, 5)
-
-        def compile_for(shape):
-            t0 = time.perf_counter()
-            with parallel.mesh_context(mesh):  # contexts are per thread
-                video = jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=sharding)
-                compiled = self.jitted.lower(abstract, video, rng, lr).compile(self.compiler_options)
-            self.compile_seconds[shape] = time.perf_counter() - t0
-            return compiled
-
-        for shape in shapes:
-            self.futures[tuple(shape)] = pool.submit(compile_for, tuple(shape))
-
-    def __call__(self, state, video, rng, lr):
-        future = self.futures.get(tuple(video.shape))
-        if future is not None:
-            return future.result()(state, video, rng, lr)
-        return self.jitted(state, video, rng, lr)
-
-
 def expected_batch_shapes(config: ml_collections.ConfigDict) -> list[tuple[int, ...]]:
     """The batch shapes the pipeline will emit, where the config fixes them (square crops and a fixed list
     of frame counts); [] where it cannot tell."""
@@ -298,7 +265,7 @@ class VAETrainer:
             )
             batch = parallel.batch_sharding(self.mesh, 5)
             level = self.tc.get("xla_autotune_level", -1)
-            self._steps[use_gan] = _StepDispatch(
+            self._steps[use_gan] = AheadCompiledStep(
                 jax.jit(
                     fn,
                     in_shardings=(self.shardings, batch, None, None),
@@ -334,7 +301,11 @@ class VAETrainer:
         shapes = expected_batch_shapes(config)
         if shapes and step < tc.steps:
             with parallel.mesh_context(self.mesh):
-                self.step_fn(use_gan0).precompile(pool, self.mesh, state, shapes, jax.random.fold_in(rng, 0))
+                sharding = parallel.batch_sharding(self.mesh, 5)
+                batches = {
+                    sh: jax.ShapeDtypeStruct(sh, jnp.uint8, sharding=sharding) for sh in map(tuple, shapes)
+                }
+                self.step_fn(use_gan0).precompile(pool, self.mesh, state, batches, jax.random.fold_in(rng, 0))
         writer = metrics_lib.MetricWriter(self.workdir, enabled=jax.process_index() == 0)
         bar = Progress(tc.steps, step, "train-vae") if progress else None
         last: dict[str, float] = {}
@@ -358,7 +329,7 @@ class VAETrainer:
                 use_gan = tc.disc_start >= 0 and step >= tc.disc_start
                 fn = self.step_fn(use_gan)
                 if t_train0 is None:
-                    future = fn.futures.get(tuple(video.shape)) if isinstance(fn, _StepDispatch) else None
+                    future = fn.ahead_for(video) if isinstance(fn, AheadCompiledStep) else None
                     if future is not None:
                         future.result()
                     t_train0 = time.perf_counter()
@@ -411,7 +382,7 @@ class VAETrainer:
         if step > first_step and t_train0 is not None:
             last["steps_per_s"] = (step - first_step) / max(t_end - t_train0, 1e-9)
             last["data_wait_s"] = data_wait
-        if isinstance(self._steps.get(use_gan0), _StepDispatch):
+        if isinstance(self._steps.get(use_gan0), AheadCompiledStep):
             for shape, seconds in self._steps[use_gan0].compile_seconds.items():
                 last[f"compile_s_{'x'.join(map(str, shape[:2]))}"] = seconds
         if skipped:
