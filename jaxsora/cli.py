@@ -122,12 +122,18 @@ def _add_eval_arguments(p, *, num: int, seed: int, what: str) -> None:
         choices=("euler", "heun"),
         help="euler (default) or heun (2 calls a step)",
     )
+    p.add_argument(
+        "--shift",
+        type=float,
+        default=None,
+        help="time-grid shift (> 1: more steps at high noise); default: the training rule for the clip's size",
+    )
 
 
 def _cmd_eval_dit(args, overrides) -> None:
     from jaxsora.train.dit_eval import evaluate
 
-    keys = ("num", "seed", "sizes", "frames", "steps", "guidance", "sampler", "batch")
+    keys = ("num", "seed", "sizes", "frames", "steps", "guidance", "sampler", "shift", "batch")
     _run_eval("eval-dit", evaluate, args, overrides, keys)
 
 
@@ -144,6 +150,7 @@ def _cmd_eval_modes(args, overrides) -> None:
         "steps",
         "guidance",
         "sampler",
+        "shift",
         "modes",
     )
     _run_eval("eval-modes", evaluate_modes, args, overrides, keys)

@@ -49,7 +49,7 @@ class Generator:
         self.mesh = mesh if mesh is not None and mesh.size > 1 else None
         self._jitted = jax.jit(
             self._sample,
-            static_argnames=("grid", "steps", "method"),
+            static_argnames=("grid", "steps", "method", "shift"),
             compiler_options=parallel.compiler_options(parts.config),
         )
         self._param_shardings = None
@@ -80,7 +80,7 @@ class Generator:
 
     # -- sampling -----------------------------------------------------------------------------------------
     def _sample(
-        self, params, ids, mask, x_start, given, given_values, guidance, t_start, *, grid, steps, method
+        self, params, ids, mask, x_start, given, given_values, guidance, t_start, *, grid, steps, method, shift
     ):
         parts = self.parts
         n = ids.shape[0]
@@ -104,7 +104,8 @@ class Generator:
             )
             return v[:n], v[n:]
 
-        shift = diffusion.shift_for_tokens(int(np.prod(grid)), parts.flow)
+        if shift is None:  # the training rule: the shift grows with the clip's token count
+            shift = diffusion.shift_for_tokens(int(np.prod(grid)), parts.flow)
         return diffusion.sample(
             velocity,
             x_start,
@@ -127,12 +128,16 @@ class Generator:
         steps: int = 30,
         guidance: float = 4.0,
         sampler: str = "euler",
+        shift: float | None = None,
         given=None,
         given_values=None,
         start=None,
         strength: float = 1.0,
     ) -> jax.Array:
         """Normalised latent tokens ``[N, T*H*W, P]`` for ``prompts`` on ``grid``.
+
+        ``shift`` fixes the time grid's shift (``diffusion.timesteps``: more steps at high noise above 1);
+        None uses the training rule for the clip's token count (``diffusion.shift_for_tokens``).
 
         ``given [N, S]`` tokens keep ``given_values`` (normalised) throughout; ``start`` (normalised tokens)
         with ``strength < 1`` starts from ``start`` noised to ``t = strength`` (SDEdit) instead of noise."""
@@ -142,6 +147,8 @@ class Generator:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if shift is not None and not shift > 0:
+            raise ValueError(f"shift must be > 0, got {shift}")
         ids, mask = self.parts.text.tokenize(prompts)
         n, s, p = len(prompts), int(np.prod(grid)), self.parts.cfg.patch_dim
         noise = jax.random.normal(jax.random.key(seed), (n, s, p), jnp.float32)
@@ -168,6 +175,7 @@ class Generator:
                 grid=tuple(grid),
                 steps=steps,
                 method=sampler,
+                shift=None if shift is None else float(shift),
             )
 
     def _place(self, params, *batch):

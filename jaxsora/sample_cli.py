@@ -48,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=30, help="sampler steps")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     p.add_argument("--sampler", choices=("euler", "heun"), default="euler")
+    p.add_argument(
+        "--shift",
+        type=float,
+        default=None,
+        help="time-grid shift (> 1: more steps at high noise); default: the training rule for the clip's size",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the written videos")
     p.add_argument("--no-expand", action="store_true", help="use prompts as given (no prompt expansion)")
@@ -91,7 +97,7 @@ def run(args) -> dict:
     prompts = [expander(p) if expander else p for p in args.prompt]
     for short, long in zip(args.prompt, prompts, strict=True):
         print(f"prompt: {short!r}" + (f"\n  expanded: {long!r}" if long != short else ""))
-    kw = dict(seed=args.seed, steps=args.steps, guidance=args.guidance, sampler=args.sampler)
+    kw = dict(seed=args.seed, steps=args.steps, guidance=args.guidance, sampler=args.sampler, shift=args.shift)
     if args.frames is None:
         args.frames = 16 if args.loop else 17
     try:
@@ -148,7 +154,7 @@ def run(args) -> dict:
         "expanded_prompts": prompts,
         "size": [width, height],
         "frames": [int(v.shape[0]) for v in videos],
-        **{k: getattr(args, k) for k in ("seed", "steps", "guidance", "sampler", "checkpoint")},
+        **{k: getattr(args, k) for k in ("seed", "steps", "guidance", "sampler", "shift", "checkpoint")},
         **({"strength": args.strength} if args.edit else {}),
         "files": files,
     }

@@ -207,6 +207,17 @@ def test_generator_is_deterministic_by_seed_and_checks_sizes(latents):
     np.testing.assert_array_equal(a, b)
     assert np.abs(np.asarray(a) - np.asarray(c)).max() > 0.1
     assert gen.tokens_to_latents(a, grid).shape == (1, 3, 4, 6, 16)
+    # A fixed time-grid shift: the training rule's own value (18 tokens: shift_base) changes nothing, another
+    # value does (weights perturbed: the zero-initialised head alone predicts no velocity at all).
+    assert parts.flow.shift_base == 1.0 and parts.flow.shift_base_tokens >= 18
+    moving = model_params.perturbed(params, 0.05, seed=1)
+    by_rule, same, shifted = (
+        gen.sample_tokens(moving, ["a red wave"], grid, seed=3, steps=2, shift=shift) for shift in (None, 1.0, 3.0)
+    )
+    np.testing.assert_array_equal(by_rule, same)
+    assert np.abs(np.asarray(by_rule) - np.asarray(shifted)).max() > 1e-3
+    with pytest.raises(ValueError, match="shift must be > 0"):
+        gen.sample_tokens(params, ["a red wave"], grid, seed=3, steps=2, shift=0.0)
     with pytest.raises(ValueError, match="frames must be 1 \\+ k \\* 4"):
         gen.latent_grid(frames=8, height=32, width=48)
     with pytest.raises(ValueError, match="multiple of 16x16"):

@@ -8,8 +8,8 @@
 #   ENV_A="" ENV_B="CLIPS=12000" EXTRA_EVALS="" bash experiments/synthetic/ab_recipe.sh RUNS OUT
 #
 # ARM_A / ARM_B are DIT_ARGS for recipe.sh; ENV_A / ENV_B are recipe.sh variables for one arm only
-# ("NAME=value ..." pairs, e.g. CLIPS or DIT_SECONDS); EXTRA_EVALS (default "--guidance 7"; "" for none) are eval-dit
-# argument sets separated by ";", each run after the recipe. Each arm's log goes to OUT/log_<arm>.txt, the
+# ("NAME=value ..." pairs, e.g. CLIPS or DIT_SECONDS). EXTRA_EVALS (default "--guidance 7"; "" for none) are
+# eval-dit argument sets separated by ";", each run after the recipe; EXTRA_A / EXTRA_B replace it for one arm. Each arm's log goes to OUT/log_<arm>.txt, the
 # recipe's eval JSON to OUT/eval_dit_<arm>.json, the extra ones to OUT/eval_dit_<arm>_x<k>.json (k from 1; the
 # settings are in each JSON's summary) and eval-modes' to OUT/eval_modes_<arm>.json. recipe.sh's other
 # variables pass through (the defaults here skip eval-vae and eval-modes: VAE_EVAL_NUM=0 MODES_NUM=0).
@@ -20,7 +20,7 @@ mkdir -p "$out"
 export VAE_EVAL_NUM=${VAE_EVAL_NUM:-0} MODES_NUM=${MODES_NUM:-0}
 jaxsora=${JAXSORA:-jaxsora}
 arm() {
-  local name=$1 gpu=$2 args=$3 envs=$4
+  local name=$1 gpu=$2 args=$3 envs=$4 extras=$5
   local dir="$runs/$name"
   (
     export CUDA_VISIBLE_DEVICES=$gpu DIT_ARGS="$args"
@@ -30,7 +30,7 @@ arm() {
     cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}.json"
     [ -f "$dir/dit/eval_modes.json" ] && cp "$dir/dit/eval_modes.json" "$out/eval_modes_${name}.json"
     k=0
-    IFS=';' read -ra extra <<< "${EXTRA_EVALS---guidance 7}"
+    IFS=';' read -ra extra <<< "$extras"
     for settings in "${extra[@]}"; do
       [ -n "${settings// }" ] || continue
       k=$((k + 1))
@@ -42,6 +42,7 @@ arm() {
   ) > "$out/log_$name.txt" 2>&1
   echo "[ab] arm $name (gpu $gpu, DIT_ARGS='$args', env '$envs') exited $?"
 }
-arm a 0 "${ARM_A:-}" "${ENV_A:-}" &
-arm b 1 "${ARM_B:-}" "${ENV_B:-}" &
+extras=${EXTRA_EVALS---guidance 7}
+arm a 0 "${ARM_A:-}" "${ENV_A:-}" "${EXTRA_A-$extras}" &
+arm b 1 "${ARM_B:-}" "${ENV_B:-}" "${EXTRA_B-$extras}" &
 wait

@@ -152,6 +152,7 @@ def evaluate(
     steps: int = 30,
     guidance: float = 4.0,
     sampler: str = "euler",
+    shift: float | None = None,
     batch: int = 32,
     gallery: int = 8,
     vae_ceiling: bool = True,
@@ -185,6 +186,7 @@ def evaluate(
                 steps=steps,
                 guidance=guidance,
                 sampler=sampler,
+                shift=shift,
             )
             t1 = time.perf_counter()
             for it, video in zip(chunk, videos, strict=True):
@@ -223,6 +225,7 @@ def evaluate(
             "steps": steps,
             "guidance": guidance,
             "sampler": sampler,
+            "shift": shift,
         },
     }
     (workdir / "eval_dit.json").write_text(json.dumps({"summary": summary, "videos": per_item}, indent=2))

@@ -125,6 +125,7 @@ def evaluate_modes(
     steps: int = 30,
     guidance: float = 4.0,
     sampler: str = "euler",
+    shift: float | None = None,
     modes: str = "i2v,extend,loop,t2i",
     gallery: int = 4,
     progress: bool = True,
@@ -144,7 +145,7 @@ def evaluate_modes(
         )
     exclude = _training_captions(config.train.latents)
     size_list = [parse_size(s) for s in sizes.split(",") if s.strip()]
-    sample_kw = dict(steps=steps, guidance=guidance, sampler=sampler)
+    sample_kw = dict(steps=steps, guidance=guidance, sampler=sampler, shift=shift)
     out_dir = workdir / "eval_modes"
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict = {
@@ -158,6 +159,7 @@ def evaluate_modes(
             "steps": steps,
             "guidance": guidance,
             "sampler": sampler,
+            "shift": shift,
         }
     }
     cases: dict[str, list] = {}
