@@ -80,7 +80,20 @@ class Generator:
 
     # -- sampling -----------------------------------------------------------------------------------------
     def _sample(
-        self, params, ids, mask, x_start, given, given_values, guidance, t_start, *, grid, steps, method, shift
+        self,
+        params,
+        ids,
+        mask,
+        x_start,
+        given,
+        given_values,
+        guidance,
+        t_start,
+        *,
+        grid,
+        steps,
+        method,
+        shift,
     ):
         parts = self.parts
         n = ids.shape[0]

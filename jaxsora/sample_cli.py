@@ -97,7 +97,9 @@ def run(args) -> dict:
     prompts = [expander(p) if expander else p for p in args.prompt]
     for short, long in zip(args.prompt, prompts, strict=True):
         print(f"prompt: {short!r}" + (f"\n  expanded: {long!r}" if long != short else ""))
-    kw = dict(seed=args.seed, steps=args.steps, guidance=args.guidance, sampler=args.sampler, shift=args.shift)
+    kw = dict(
+        seed=args.seed, steps=args.steps, guidance=args.guidance, sampler=args.sampler, shift=args.shift
+    )
     if args.frames is None:
         args.frames = 16 if args.loop else 17
     try:

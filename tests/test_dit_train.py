@@ -212,7 +212,8 @@ def test_generator_is_deterministic_by_seed_and_checks_sizes(latents):
     assert parts.flow.shift_base == 1.0 and parts.flow.shift_base_tokens >= 18
     moving = model_params.perturbed(params, 0.05, seed=1)
     by_rule, same, shifted = (
-        gen.sample_tokens(moving, ["a red wave"], grid, seed=3, steps=2, shift=shift) for shift in (None, 1.0, 3.0)
+        gen.sample_tokens(moving, ["a red wave"], grid, seed=3, steps=2, shift=shift)
+        for shift in (None, 1.0, 3.0)
     )
     np.testing.assert_array_equal(by_rule, same)
     assert np.abs(np.asarray(by_rule) - np.asarray(shifted)).max() > 1e-3
