@@ -34,7 +34,7 @@ stamp() { echo "[recipe] $1 at $((SECONDS - t0)) s"; }
 $jaxsora train-vae --config configs/vae_synthetic.py --workdir "$runs/vae" \
   --config.vae_train.time_limit_s="${VAE_SECONDS:-130}"
 stamp "VAE trained"
-$jaxsora encode --vae "$runs/vae" --config configs/small.py --out "$runs/latents" --max-clips "${CLIPS:-5000}" \
+$jaxsora encode --vae "$runs/vae" --config configs/small.py --out "$runs/latents" --max-clips "${CLIPS:-10000}" \
   --part-size 2000
 stamp "latents encoded"
 # eval-vae runs beside the DiT's training: its encoder compilations are the encode stage's (same clip shapes
@@ -47,7 +47,7 @@ if [ "${VAE_EVAL_NUM:-256}" -gt 0 ]; then
   eval_vae=$!
 fi
 $jaxsora train --config configs/small.py --workdir "$runs/dit" --config.train.latents="$runs/latents" \
-  --config.train.time_limit_s="${DIT_SECONDS:-180}" ${DIT_ARGS:-}
+  --config.train.time_limit_s="${DIT_SECONDS:-200}" ${DIT_ARGS:-}
 stamp "DiT trained"
 if [ -n "${eval_vae:-}" ]; then
   status=0
