@@ -5,7 +5,7 @@ single images, encoded by the VAE of configs/vae_synthetic.py; 8x8 patch grids o
 <= 5 x 8 x 8 = 320 tokens, packed 2048 to a sequence. A 8-layer, 384-wide DiT (about 25M parameters) with a
 2-layer text encoder over hashed word tokens (`text_encoder.kind=words`) trained jointly.
 
-    jaxsora encode --vae runs/vae --config configs/small.py --out runs/latents --max-clips 12000
+    jaxsora encode --vae runs/vae --config configs/small.py --out runs/latents --max-clips 10000
     jaxsora train --config configs/small.py --workdir runs/dit --config.train.latents=runs/latents
     jaxsora eval-dit --workdir runs/dit --num 64
 """
@@ -77,8 +77,9 @@ def get_config():
     df.shift_max = 3.0
 
     tr = config.train
-    # Time-boxed (the recipe's 4 minutes, compiles included): the cosine decay follows the fraction of
-    # time_limit_s used; steps is only an upper bound. For a step-exact run: schedule=steps, time_limit_s=0.
+    # Time-boxed (compiles included; recipe.sh passes its DIT_SECONDS, 200): the cosine decay follows the
+    # fraction of time_limit_s used; steps is only an upper bound. For a step-exact run: schedule=steps,
+    # time_limit_s=0.
     tr.steps = 100_000
     tr.time_limit_s = 230.0
     tr.schedule = "time"

@@ -5,8 +5,9 @@
 #   2. encode CLIPS synthetic clips (configs/small.py's data: native aspect, ~128x128, 17 frames or images)
 #   3. train the DiT (configs/small.py, <= DIT_SECONDS, compiles included)
 #   4. evaluate: 64 held-out prompts -> videos -> describe() -> colour / shape / motion accuracy
-#   5. evaluate the modes (MODES_NUM cases each, default 32, as issue 5 asks; 0 to skip): image-to-video first-frame PSNR, forward
-#      extension continuity, loop seams, text-to-image colour/shape accuracy (jaxsora eval-modes)
+#   5. evaluate the modes beside step 4 (MODES_NUM cases each, default 32, as issue 5 asks; 0 to skip):
+#      image-to-video first-frame PSNR, forward extension continuity, loop seams, text-to-image colour/shape
+#      accuracy (jaxsora eval-modes)
 #
 #   bash experiments/synthetic/recipe.sh [RUNS_DIR]
 #
@@ -19,7 +20,9 @@
 # ~31 s to its first step, NOTES DiT item 5) it ended at 519 s: VAE 142 s, encode 70 s, DiT 209 s, eval-dit
 # 35 s, eval-modes 63 s. In the seventh session, on one H100 (results/recipe_log_2026-11-23h.txt, the time
 # table on, loops decoded to their steady state), it ended at 528 s: VAE 138 s, encode 76 s, DiT 211 s,
-# eval-dit 34 s, eval-modes 69 s.
+# eval-dit 34 s, eval-modes 69 s. In the eighth session (one H200 of a pair, results/ab_log_2026-11-23k_a_
+# committed.txt: 10,000 clips, DiT 200 s, eval-modes beside eval-dit) it ended at 524 s: VAE 140 s, encode
+# 78 s, DiT 230 s (first step at 39 s), eval-dit 38 s and eval-modes 76 s after the DiT for both.
 #
 # JAXSORA may name the command (default `jaxsora`; `python -m jaxsora.cli` where the package is not installed).
 set -euo pipefail
