@@ -86,6 +86,11 @@ def test_a_few_steps_lower_the_loss(latents, tmp_path):
     # every step ran that executable: the jit itself never had to compile for a batch.
     assert result["compile_s_pack"] > 0
     assert trainer.ahead_step().jitted._cache_size() == 0
+    # Whole-run throughput after the compiling first step (29 steps of 8 packs, each with >= 1 clip).
+    span = result["train_seconds"] - result["first_step_s"]
+    assert result["steps_per_s"] == pytest.approx(29 / span, rel=0.05)
+    assert result["clips_per_s"] >= 8 * result["steps_per_s"]
+    assert result["tokens_per_s"] >= result["clips_per_s"]
 
 
 def packed_batch_and_params(latents, config, parts):

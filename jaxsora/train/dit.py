@@ -301,6 +301,9 @@ class DiTTrainer:
         self.losses: list[float] = []
         aux = None
         first_step_s = None
+        # Throughput over the whole run after the first step (whose time is the compile's): the progress bar's
+        # rates cover only the last logging window.
+        counted = {"steps": 0, "clips": 0, "tokens": 0}
         t_start = time.perf_counter()
         with PreemptionGuard() as guard:
             while step < tc.steps:
@@ -319,13 +322,19 @@ class DiTTrainer:
                 with parallel.mesh_context(self.mesh):
                     state, aux = self.step_fn()(state, batch, jax.random.fold_in(rng, step), np.float32(lr))
                 step += 1
-                if first_step_s is None:  # the compile (and the first batch) are in this one
+                compiled_here = first_step_s is None
+                if compiled_here:  # the compile (and the first batch) are in this one
                     jax.block_until_ready(aux)
                     first_step_s = time.perf_counter() - t_start
                     log.info("first step at %.1f s (data and compiled step ready)", first_step_s)
                 clips = int(np.count_nonzero(np.asarray(host["text_segment_ids"])))
+                tokens = int(np.count_nonzero(np.asarray(host["segment_ids"])))
+                if not compiled_here:
+                    counted["steps"] += 1
+                    counted["clips"] += clips
+                    counted["tokens"] += tokens
                 if bar:
-                    bar.update(clips, int(np.count_nonzero(np.asarray(host["segment_ids"]))))
+                    bar.update(clips, tokens)
                 if step % tc.log_every == 0 or step == tc.steps:
                     last = {k: float(v) for k, v in jax.device_get(aux).items()}
                     last["lr"] = lr
@@ -350,9 +359,14 @@ class DiTTrainer:
                     )
                     ckpt.save(step, state, data_iter, force=True)
                     break
+        jax.block_until_ready(state)
+        t_end = time.perf_counter()
         if aux is not None and "loss" not in last:
             last = {k: float(v) for k, v in jax.device_get(aux).items()}
-        last["train_seconds"] = time.perf_counter() - t_start
+        if counted["steps"] and first_step_s is not None:
+            elapsed = max(t_end - t_start - first_step_s, 1e-9)
+            last.update({f"{k}_per_s": v / elapsed for k, v in counted.items()})
+        last["train_seconds"] = t_end - t_start
         last["steps"] = step
         if first_step_s is not None:
             last["first_step_s"] = first_step_s
