@@ -34,6 +34,15 @@ jaxsora=${JAXSORA:-jaxsora}
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$runs/jax_cache}
 t0=$SECONDS
 stamp() { echo "[recipe] $1 at $((SECONDS - t0)) s"; }
+# join_stage NAME PID LOG BAR WHAT: waits for a stage run in the background, prints its log without its
+# progress-bar lines (those matching the regex BAR), says if it failed (the recipe goes on) and stamps WHAT.
+join_stage() {
+  local name=$1 pid=$2 log=$3 bar=$4 what=$5 status=0
+  wait "$pid" || status=$?
+  tr '\r' '\n' < "$log" | grep -v "^\s*$" | grep -v -E "$bar" || true
+  [ "$status" -eq 0 ] || echo "[recipe] $name failed (exit $status): $log"
+  stamp "$what"
+}
 $jaxsora train-vae --config configs/vae_synthetic.py --workdir "$runs/vae" \
   --config.vae_train.time_limit_s="${VAE_SECONDS:-130}"
 stamp "VAE trained"
@@ -53,11 +62,7 @@ $jaxsora train --config configs/small.py --workdir "$runs/dit" --config.train.la
   --config.train.time_limit_s="${DIT_SECONDS:-200}" ${DIT_ARGS:-}
 stamp "DiT trained"
 if [ -n "${eval_vae:-}" ]; then
-  status=0
-  wait "$eval_vae" || status=$?
-  grep -v "^\s*$" "$runs/eval_vae.log" | tr '\r' '\n' | grep -v "eval-vae: " || true
-  [ "$status" -eq 0 ] || echo "[recipe] eval-vae failed (exit $status): $runs/eval_vae.log"
-  stamp "VAE evaluated (beside the DiT's training)"
+  join_stage eval-vae "$eval_vae" "$runs/eval_vae.log" "eval-vae: " "VAE evaluated (beside the DiT's training)"
 fi
 # eval-modes runs beside eval-dit: both are mostly host work (start-up, compiles, VAE decodes of small
 # batches, describe() on the CPU) around short bursts of GPU sampling, so together they take about as long as
@@ -71,9 +76,6 @@ XLA_PYTHON_CLIENT_MEM_FRACTION=0.4 $jaxsora eval-dit --workdir "$runs/dit" --num
   --sizes "${EVAL_SIZES:-128x128}"
 stamp "evaluated"
 if [ -n "${eval_modes:-}" ]; then
-  status=0
-  wait "$eval_modes" || status=$?
-  tr '\r' '\n' < "$runs/eval_modes.log" | grep -v "^\s*$" | grep -v -E "^eval-modes [a-z0-9]+: " || true
-  [ "$status" -eq 0 ] || echo "[recipe] eval-modes failed (exit $status): $runs/eval_modes.log"
-  stamp "modes evaluated (beside eval-dit)"
+  join_stage eval-modes "$eval_modes" "$runs/eval_modes.log" "eval-modes [a-z0-9]+: " \
+    "modes evaluated (beside eval-dit)"
 fi
