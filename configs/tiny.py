@@ -133,6 +133,7 @@ def get_config() -> ml_collections.ConfigDict:
     df.shift_max = 3.0
     df.shift_base_tokens = 256
     df.shift_max_tokens = 4096
+    df.uniform_time_rate = 0.0  # share of clips trained at a uniform, unshifted t (more low-noise detail)
     # Given-frame conditioning rates: first frame, last frame, first k, last k, random frames (rest: none).
     df.cond_rates = (0.1, 0.05, 0.05, 0.05, 0.05)
     df.random_frame_rate = 0.3

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxsora import diffusion, patching
 
@@ -85,3 +86,28 @@ def test_euler_with_the_exact_velocity_lands_on_the_data_and_keeps_given_tokens(
     np.testing.assert_allclose(out, x0, atol=1e-4)
     loss = diffusion.masked_mse(out, x0, ~given)
     assert float(loss) < 1e-8
+
+
+def test_uniform_time_rate_mixes_uniform_unshifted_times_into_the_shifted_ones():
+    # 4096 packs of one 320-token clip (5 x 8 x 8) at a shift of 3: the mixture's share below t = 0.2 is
+    # rate * 0.2 + (1 - rate) * P(shifted logit-normal < 0.2), the latter about 1%.
+    b, n = 4096, 320
+    seg = jnp.ones((b, n), jnp.int32)
+    pos = jnp.broadcast_to(jnp.asarray(patching.grid_positions((5, 8, 8))), (b, n, 3))
+    grid = jnp.broadcast_to(jnp.asarray([[5, 8, 8]], jnp.int32), (b, 1, 3))
+    x0 = jnp.zeros((b, n, 1))
+
+    def times(rate):
+        cfg = diffusion.FlowConfig(shift_base=3.0, shift_max=3.0, uniform_time_rate=rate, cond_rates=(0,) * 5)
+        return np.asarray(diffusion.training_inputs(jax.random.key(3), x0, seg, pos, grid, cfg).t_table[:, 1])
+
+    shifted, half, uniform = times(0.0), times(0.5), times(1.0)
+    below = [float(np.mean(t < 0.2)) for t in (shifted, half, uniform)]
+    assert below[0] < 0.02
+    assert abs(below[2] - 0.2) < 0.02 and abs(np.mean(uniform) - 0.5) < 0.02
+    assert abs(below[1] - (0.5 * 0.2 + 0.5 * below[0])) < 0.02
+    # the clips not drawn uniform keep exactly the shifted draw (the mixture only replaces times)
+    kept = np.isclose(half, shifted)
+    assert 0.45 < kept.mean() < 0.55
+    with pytest.raises(ValueError, match="uniform_time_rate"):
+        diffusion.FlowConfig(uniform_time_rate=1.5)
