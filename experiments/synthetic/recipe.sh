@@ -24,6 +24,7 @@
 # committed.txt: 10,000 clips, DiT 200 s, eval-modes beside eval-dit) it ended at 524 s: VAE 140 s, encode
 # 78 s, DiT 230 s (first step at 39 s), eval-dit 38 s and eval-modes 76 s after the DiT for both.
 #
+# VAE_ARGS and DIT_ARGS add config overrides to the VAE's and the DiT's training.
 # JAXSORA may name the command (default `jaxsora`; `python -m jaxsora.cli` where the package is not installed).
 set -euo pipefail
 runs=${1:-runs}
@@ -44,7 +45,7 @@ join_stage() {
   stamp "$what"
 }
 $jaxsora train-vae --config configs/vae_synthetic.py --workdir "$runs/vae" \
-  --config.vae_train.time_limit_s="${VAE_SECONDS:-130}"
+  --config.vae_train.time_limit_s="${VAE_SECONDS:-130}" ${VAE_ARGS:-}
 stamp "VAE trained"
 $jaxsora encode --vae "$runs/vae" --config configs/small.py --out "$runs/latents" --max-clips "${CLIPS:-10000}" \
   --part-size 2000
