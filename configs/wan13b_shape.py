@@ -20,6 +20,7 @@ def get_config():
     dit.mlp = "gelu"
     dit.freq_dim = 256
     dit.remat = "none"
+    dit.scan = True  # scanned (base.py too): 30 unrolled blocks did not compile in 240 s on an H100
     # The residual stream between blocks in bf16, as Wan keeps it: 5.7% faster B=8 training steps on the H100
     # and 2.8 GiB less peak memory (experiments/bench/NOTES.md, item 5).
     dit.residual_dtype = "bfloat16"
