@@ -186,6 +186,9 @@ def get_config() -> ml_collections.ConfigDict:
     tc.l2_weight = 0.0
     tc.kl_weight = 1e-6
     tc.sample_posterior = True  # decode a sample of the posterior (VAE) rather than its mean
+    # Decoder robustness: latents perturbed by up to this many channel standard deviations (uniformly drawn
+    # per clip) in training, so slightly-off latents from the DiT decode cleanly. 0 = off.
+    tc.latent_noise = 0.0
     tc.adv_weight = 0.1
     tc.disc_start = -1  # step the 3D patch-GAN term switches on; -1 = never
     tc.disc_channels = 16

@@ -146,3 +146,39 @@ def test_synthetic_vae_decoder_remembers_31_latent_frames():
     latent_of_frame = 1 + (np.arange(len(diff)) - 1) // 4  # pixel frame -> its latent frame (frame 0: 0)
     reached = latent_of_frame[diff > 0]
     assert reached.min() == 1 and reached.max() == 1 + 31
+
+
+def test_latent_noise_perturbs_each_clip_by_up_to_its_share_of_the_channel_spread():
+    """``latent_noise`` (VAE training's decoder-robustness option): the decoder sees the latent means plus
+    noise of ``u * latent_noise`` channel standard deviations, ``u`` drawn per clip; 0 leaves them alone."""
+    import flax.linen as nn
+
+    cfg = CFG_PATCH
+    x = jax.random.uniform(jax.random.key(3), (6, 5, 16, 16, 3), minval=-1, maxval=1)
+    model = VAE(cfg)
+    params = model_params.perturbed(
+        model_params.init(model, {"params": jax.random.key(0), "noise": jax.random.key(1)}, x), 0.05, seed=2
+    )
+    seen = []
+
+    def record_decoder_input(next_fun, args, kwargs, context):
+        if isinstance(context.module, VAE) and context.method_name == "decode":
+            seen.append(args[0])
+        return next_fun(*args, **kwargs)
+
+    def run(noise):
+        seen.clear()
+        with nn.intercept_methods(record_decoder_input):
+            recon, mean, _ = model.apply(
+                {"params": params}, x, sample=False, latent_noise=noise, rngs={"noise": jax.random.key(4)}
+            )
+        return recon, mean, seen[0]
+
+    recon0, mean, z0 = run(0.0)
+    np.testing.assert_array_equal(np.asarray(z0), np.asarray(mean))
+    recon, mean, z = run(0.5)
+    assert not np.allclose(np.asarray(recon), np.asarray(recon0))
+    channel_std = np.asarray(mean).reshape(-1, mean.shape[-1]).std(0)
+    per_clip = (np.asarray(z - mean) / channel_std).reshape(x.shape[0], -1).std(1)
+    assert np.all(per_clip < 0.5 * 1.2) and np.all(per_clip > 0)
+    assert per_clip.max() - per_clip.min() > 0.05  # each clip draws its own share

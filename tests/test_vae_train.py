@@ -37,7 +37,14 @@ def fake_data(monkeypatch):
 # One uninterrupted run serves three tests: its losses must fall, its last checkpoint must restore exactly, and
 # a run preempted part-way must resume into exactly its final state. It saves every 3 steps (periodic async
 # saves while training goes on: 3, 6) and at its last step (8).
-RUN = [*SMALL, "vae_train.steps=8", "vae_train.optim.warmup_steps=2", "vae_train.ckpt_every=3"]
+# The decoder-robustness noise is on, so resuming also checks that its draws are reproducible.
+RUN = [
+    *SMALL,
+    "vae_train.steps=8",
+    "vae_train.optim.warmup_steps=2",
+    "vae_train.ckpt_every=3",
+    "vae_train.latent_noise=0.3",
+]
 
 
 def recording_steps(trainer, preempt_at=None):
@@ -126,3 +133,8 @@ def test_learning_rate_schedule_matches_optax_and_follows_progress():
         assert abs(lr_at(opt, step, 200) - float(sched(step))) < 1e-9
     assert lr_at(opt, 100, 200, progress=1.0) == pytest.approx(opt.lr * opt.final_lr_fraction)
     assert lr_at(opt, 100, 200, progress=0.0) == pytest.approx(opt.lr)
+
+
+def test_negative_latent_noise_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="latent_noise must be >= 0"):
+        vae_train.VAETrainer(load_config("configs/tiny.py", [*SMALL, "vae_train.latent_noise=-0.1"]), tmp_path)

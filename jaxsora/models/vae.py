@@ -429,12 +429,24 @@ class VAE(nn.Module):
     def decode(self, z: jax.Array, is_first: bool = True) -> jax.Array:
         return self.decoder(z, is_first)
 
-    def __call__(self, video: jax.Array, *, sample: bool = True) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Reconstruction, mean and log-variance; ``sample`` draws z with the ``"noise"`` rng stream."""
+    def __call__(
+        self, video: jax.Array, *, sample: bool = True, latent_noise: float = 0.0
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Reconstruction, mean and log-variance; ``sample`` draws z with the ``"noise"`` rng stream.
+
+        ``latent_noise > 0`` (training) perturbs each clip's latent with Gaussian noise of standard deviation
+        ``u * latent_noise`` times each channel's standard deviation over the batch, ``u ~ U(0, 1)`` per clip,
+        so the decoder learns to render clean pixels from latents that are slightly off, as a diffusion
+        model's are (rather than to turn every deviation into visible blocks)."""
         mean, logvar = self.encode(video)
         z = mean
         if sample:
             z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(self.make_rng("noise"), mean.shape)
+        if latent_noise:
+            k_scale, k_noise = jax.random.split(self.make_rng("noise"))
+            channel_std = jax.lax.stop_gradient(jnp.std(mean, axis=tuple(range(mean.ndim - 1))))
+            u = jax.random.uniform(k_scale, (mean.shape[0],) + (1,) * (mean.ndim - 1))
+            z = z + (latent_noise * u) * channel_std * jax.random.normal(k_noise, mean.shape)
         return self.decode(z), mean, logvar
 
 

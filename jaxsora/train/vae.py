@@ -99,7 +99,11 @@ def losses(
     use_gan: bool,
 ):
     recon, mean, logvar = model.apply(
-        {"params": params}, video, sample=tc.sample_posterior, rngs={"noise": rng}
+        {"params": params},
+        video,
+        sample=tc.sample_posterior,
+        latent_noise=tc.get("latent_noise", 0.0),
+        rngs={"noise": rng},
     )
     diff = recon - video
     w0 = tc.get("first_frame_weight", 1.0)
@@ -228,6 +232,8 @@ class VAETrainer:
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
         check_data_matches_vae(config)
+        if not config.vae_train.get("latent_noise", 0.0) >= 0:
+            raise ValueError(f"vae_train.latent_noise must be >= 0, got {config.vae_train.latent_noise}")
         self.config = config
         self.tc = config.vae_train
         self.workdir = pathlib.Path(workdir)
