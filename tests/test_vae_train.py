@@ -137,4 +137,6 @@ def test_learning_rate_schedule_matches_optax_and_follows_progress():
 
 def test_negative_latent_noise_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="latent_noise must be >= 0"):
-        vae_train.VAETrainer(load_config("configs/tiny.py", [*SMALL, "vae_train.latent_noise=-0.1"]), tmp_path)
+        vae_train.VAETrainer(
+            load_config("configs/tiny.py", [*SMALL, "vae_train.latent_noise=-0.1"]), tmp_path
+        )
