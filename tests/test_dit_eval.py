@@ -17,6 +17,10 @@ def test_true_clips_match_their_prompts():
         for k, v in score(it["frames"], it, read).items():
             totals[k] = totals.get(k, 0) + v
         assert len(read) == len([o for o in it["objects"] if o.get("status") != "absent"])
+        for r in read:  # the evidence kept: each frame's shape scores
+            if r["got"] is not None:
+                assert len(r["got"]["frame_shape_scores"]) == 17
+                assert len(r["got"]["areas"]) == 17
         per_item.append({"read": read})
     by_shape = _by_shape([o for it in per_item for o in it["read"]])
     assert sum(int(v.split(" / ")[0]) for v in by_shape.values()) == totals["shape"]

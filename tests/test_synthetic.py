@@ -301,6 +301,27 @@ def test_describe_inputs():
     assert describe(empty) == []
 
 
+def test_frame_shape_scores_are_each_frames_and_leave_the_reading_alone():
+    """``describe(frame_scores=True)`` keeps every frame's shape scores (None where an object is absent);
+    the shape read (the mean over the largest clear frames) is the same as without them."""
+    from jaxsora.data.synthetic.describe import SHAPE_FRAMES
+
+    world = SyntheticWorld(seed=6)
+    clip = world.load(0, list(range(9)), 96, 96)
+    plain, kept = describe(clip.frames), describe(clip.frames, frame_scores=True)
+    assert plain and all(o.frame_shape_scores is None for o in plain)
+    for a, b in zip(plain, kept, strict=True):
+        assert (a.shape, a.shape_scores) == (b.shape, b.shape_scores)
+        assert len(b.frame_shape_scores) == len(clip.frames)
+        assert all((f is None) == (not p) for f, p in zip(b.frame_shape_scores, b.present, strict=True))
+        clear = [t for t in range(len(clip.frames)) if b.present[t] and not b.touches[t]]
+        if clear:
+            largest = sorted(clear, key=lambda t: -b.areas[t])[:SHAPE_FRAMES]
+            for shape, value in b.shape_scores.items():
+                mean = np.mean([b.frame_shape_scores[t][shape] for t in largest])
+                assert mean == pytest.approx(value, abs=1e-6)
+
+
 def test_match_scores_prompts():
     world = SyntheticWorld(seed=5)
     index = next(i for i in range(50) if len(world.scene(i).objects) >= 2 and world.info(i).num_frames > 1)

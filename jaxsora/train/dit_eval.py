@@ -115,6 +115,11 @@ def read_entry(truth: dict, obj, attributes: tuple[str, ...]) -> dict:
     got = {a: getattr(obj, a) for a in attributes}
     got["areas"] = [None if not np.isfinite(a) else round(float(a), 1) for a in obj.areas]
     got["shape_scores"] = {k: round(float(v), 3) for k, v in obj.shape_scores.items()}
+    if obj.frame_shape_scores is not None:
+        got["frame_shape_scores"] = [
+            None if f is None else {k: round(float(v), 3) for k, v in f.items()}
+            for f in obj.frame_shape_scores
+        ]
     return {"asked": asked, "got": got}
 
 
@@ -122,7 +127,7 @@ def score(video: np.ndarray, item: dict, details: list | None = None) -> dict:
     """Colour/shape/motion agreement of one generated video with its prompt's objects; with ``details``, one
     entry per prompt object is appended: what the prompt asked and what ``describe`` read for it (None when
     no object was matched to it)."""
-    described = describe(video)
+    described = describe(video, frame_scores=details is not None)
     truth = [o for o in item["objects"] if o.get("status") != "absent"]
     result = match(described, truth, ("colour", "shape", "motion"))
     counts = {"objects": len(truth), "colour": 0, "shape": 0, "colour_and_shape": 0, "moving": 0, "motion": 0}

@@ -87,6 +87,8 @@ class ObjectDescription:
     velocity: tuple[float, float] = (0.0, 0.0)  # bbox-centre velocity, shorter sides per frame
     growth: float = 0.0  # d log(extent) per frame
     shape_scores: dict[str, float] = dataclasses.field(default_factory=dict)
+    # describe(frame_scores=True) only: each frame's shape scores (None where absent), touching frames too
+    frame_shape_scores: list[dict[str, float] | None] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {a: getattr(self, a) for a in (*ATTRIBUTES, "size_fraction", "status")}
@@ -236,7 +238,12 @@ class _Track:
 
 
 def _describe_object(
-    video: np.ndarray, label: np.ndarray, masks: list[np.ndarray | None], k: int, fps: float | None
+    video: np.ndarray,
+    label: np.ndarray,
+    masks: list[np.ndarray | None],
+    k: int,
+    fps: float | None,
+    frame_scores: bool = False,
 ) -> ObjectDescription:
     num_frames, h, w = label.shape
     short = min(h, w)
@@ -301,6 +308,7 @@ def _describe_object(
         velocity=(velocity[0] / short, velocity[1] / short),
         growth=growth,
         shape_scores=scores,
+        frame_shape_scores=[shape_scores([f]) if f else None for f in frames] if frame_scores else None,
     )
 
 
@@ -310,11 +318,13 @@ def describe(
     *,
     threshold: float = vocab.COLOUR_THRESHOLD,
     min_area: int | None = None,
+    frame_scores: bool = False,
 ) -> list[ObjectDescription]:
     """The objects in ``video`` (uint8 ``[T, H, W, 3]`` / ``[H, W, 3]``, or float in [-1, 1]), one per named
     colour present, in :data:`vocab.COLOUR_NAMES` order. ``fps`` enables speed classes. ``min_area``
     (default: 4 pixels, more for large frames) is the smallest component that counts as object rather than
-    noise."""
+    noise. ``frame_scores`` also keeps every frame's shape scores (``frame_shape_scores``; the shape read is
+    still the mean over the largest clear frames): evidence of where in a clip a shape goes wrong."""
     video = as_uint8_video(video)
     num_frames, h, w, _ = video.shape
     if min_area is None:
@@ -333,5 +343,5 @@ def describe(
                 mask = mask if mask.sum() >= min_area else None
             masks.append(mask)
         if any(m is not None for m in masks):
-            described.append(_describe_object(video, label, masks, int(k), fps))
+            described.append(_describe_object(video, label, masks, int(k), fps, frame_scores))
     return described
