@@ -20,7 +20,10 @@ def get_config():
     dit.mlp = "gelu"
     dit.freq_dim = 256
     dit.remat = "none"
-    dit.scan = True  # scanned (base.py too): 30 unrolled blocks did not compile in 240 s on an H100
+    # Scanned (base.py too): the step compiles in ~20 s. Unrolled (--config.dit.scan=false) the B=8 training
+    # step compiles in ~70 s and runs ~20% faster in 6 GiB less memory (no per-layer stacking of residuals;
+    # experiments/bench/NOTES.md item 8); the forward and long-clip cases were measured scanned only.
+    dit.scan = True
     # The residual stream between blocks in bf16, as Wan keeps it: 5.7% faster B=8 training steps on the H100
     # and 2.8 GiB less peak memory (experiments/bench/NOTES.md, item 5).
     dit.residual_dtype = "bfloat16"
