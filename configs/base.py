@@ -21,6 +21,10 @@ def get_config():
     pk.max_clips_per_pack = 16
     pk.batch_size = 8
 
+    # Real data's descriptive (recaptioned) captions run to a few hundred words; small.py's rows of 64 word
+    # tokens (sized for the synthetic world's captions, at most 64) would cut them.
+    config.text.max_len = 256
+
     te = config.text_encoder
     te.width = 512
     te.depth = 4
@@ -36,8 +40,8 @@ def get_config():
     dit.mlp_dim = 4608
     dit.mlp = "gelu"
     dit.remat = "dots_no_batch"
-    # small.py unrolls its 8 blocks (a faster step at that size); 28 unrolled blocks would take minutes to
-    # compile (30 did not compile in 240 s on an H100: experiments/bench/NOTES.md item 5), so scan them.
+    # small.py unrolls its 8 blocks (a faster step at that size); 28 blocks are scanned for a short compile
+    # (30 Wan-size blocks: ~20 s scanned, ~70 s unrolled on one GPU, experiments/bench/NOTES.md item 8).
     dit.scan = True
 
     # small.py's synthetic-world settings that do not carry over to real data at up to 8192 tokens a clip:
