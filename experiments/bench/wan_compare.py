@@ -7,7 +7,7 @@ states ``[B, 512, 4096]``, ``segment_ids=None``, one timestep per row) against d
 * inference forward at latent 21x60x104 (B=1, 32,760 tokens) and 5x32x32 (B=1);
 * a training step at B=8, 5x32x32: jaxsora = jitted value_and_grad + the trainer's AdamW (global-norm clip,
   Adam, decoupled weight decay; f32 params and Adam state, bf16 compute; no EMA unless ``--jax-ema``),
-  state donated; diffusers = forward + MSE + backward + ``torch.optim.AdamW(fused=True)`` step on the model
+  state donated, the blocks scanned (the preset) and unrolled (``*-unrolled``), with f32 and bf16 state; diffusers = forward + MSE + backward + ``torch.optim.AdamW(fused=True)`` step on the model
   as ``from_pretrained(torch_dtype=bfloat16)`` casts it (bf16 params, grads and Adam state, except the
   float32 modules it keeps: norms, modulation tables, time embedder);
 * a training step at B=1, 21x60x104 with rematerialisation: jaxsora ``dit.remat`` = full / dots_no_batch /
@@ -28,16 +28,17 @@ jaxsora is faster); the VAE table gives jaxsora frames/s / diffusers frames/s.
 
 Device runs (diffusers, and the few of its needs a stock torch image may lack, travel as wheels: .whl-bench
 holds diffusers, .whl-bench/deps the fallbacks, which the torch cases only append to sys.path so that the
-image's own packages win). The whole set takes about 15 minutes (estimate: compiles dominate), more than one
-10-minute device command, so it runs as three (carry [".whl", ".whl-bench"]), then ``--report`` merges them::
+image's own packages win). The whole set takes about 20 minutes (estimate: compiles dominate), more than one
+10-minute device command, so it runs as four (carry [".whl", ".whl-bench"]), then ``--report`` merges them::
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
       .whl/*.whl .whl-bench/*.whl && python3 -m pip install -q --no-index --no-deps --no-compile \
       --no-cache-dir --upgrade --target /tmp/deps .whl-bench/deps/*.whl \
       && export PYTHONPATH=/tmp/site:$PWD BENCH_EXTRA_SITE=/tmp/deps \
       && python3 experiments/bench/wan_compare.py --cases dit-fwd --out $OUT/wan_fwd.json
-    (the same with --cases dit-b8,vae --out $OUT/wan_b8_vae.json; --cases dit-remat --out $OUT/wan_remat.json)
-    python3 experiments/bench/wan_compare.py --report wan_fwd.json wan_b8_vae.json wan_remat.json
+    (the same with --cases dit-b8 --out $OUT/wan_b8.json; --cases vae --out $OUT/wan_vae.json;
+    --cases dit-remat --out $OUT/wan_remat.json)
+    python3 experiments/bench/wan_compare.py --report wan_fwd.json wan_b8.json wan_vae.json wan_remat.json
 
 ``--cases`` takes case names, groups (``all``, ``dit``, ``dit-fwd``, ``dit-train``, ``dit-b8``, ``dit-remat``,
 ``vae``, ``jax``, ``torch``; ``extra``, not in ``all``) and shell globs, comma-separated (``--list``).
@@ -106,6 +107,7 @@ class Case:
     impl: str = ""  # jaxsora | jaxsora remat=... | diffusers eager | diffusers compile | ...
     remat: str = "none"  # jax
     params: str = "float32"  # jax training: dtype of params and Adam state (diffusers' run: bfloat16)
+    scan: bool | None = None  # jax: dit.scan (None: the preset's, scanned); --jax-dit scan=... overrides both
     compile: str = ""  # torch: "" (eager) | regional | full
     checkpointing: bool = False  # torch
     groups: tuple[str, ...] = ()
@@ -156,6 +158,24 @@ def _cases() -> list[Case]:
             groups=g,
         )
     )
+    # The 30 blocks as a Python loop: no per-layer stacking of residuals (NOTES.md item 8); ~70 s to compile.
+    for params, suffix, impl in (
+        ("float32", "", "jaxsora"),
+        ("bfloat16", "-bf16", "jaxsora, bf16 params+Adam"),
+    ):
+        out.append(
+            Case(
+                f"jax-train-small-b8{suffix}-unrolled",
+                "jax",
+                "train",
+                SMALL,
+                8,
+                f"{impl}, unrolled",
+                params=params,
+                scan=False,
+                groups=g,
+            )
+        )
     for policy in ("dots", "save_attention"):
         out.append(
             Case(
@@ -374,13 +394,15 @@ def jax_peak_gib():
     return stats["peak_bytes_in_use"] / GIB if "peak_bytes_in_use" in stats else None
 
 
-def jax_dit_config(args, remat: str):
+def jax_dit_config(args, remat: str, scan: bool | None = None):
     from jaxsora.config import load_config
     from jaxsora.models.dit import DiTConfig
 
     config = load_config(str(REPO / "configs" / "wan13b_shape.py"))
     section = dict(config.dit)
     section["remat"] = remat
+    if scan is not None:
+        section["scan"] = scan
     for item in args.jax_dit:
         key, _, value = item.partition("=")
         if key not in section:
@@ -415,7 +437,7 @@ def run_jax_dit(case: Case, args) -> dict:
     from jaxsora.patching import grid_positions
     from jaxsora.train.optim import make_unscaled_optimizer
 
-    cfg = jax_dit_config(args, case.remat)
+    cfg = jax_dit_config(args, case.remat, case.scan)
     f, h, w = latent_shape(case, args.tiny)
     b, lt = case.batch, text_tokens(args.tiny)
     grid = (f, h // 2, w // 2)
