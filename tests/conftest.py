@@ -4,8 +4,10 @@ The flags must be set before jax is imported anywhere, which is why they live he
 A persistent compilation cache for the session lets tests that build the same model twice compile it once.
 """
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 
 # The tests' models are tiny: they spend far more time compiling than running. LLVM at -O0 instead of XLA:CPU's
@@ -16,7 +18,12 @@ os.environ["XLA_FLAGS"] = (
     f"--xla_backend_optimization_level=0 {flags} --xla_force_host_platform_device_count=8"
 )
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxsora-test-xla-cache-"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    # Made by the first process (pytest's controller); xdist workers and the tests' subprocesses inherit it.
+    # The maker removes it at exit, after its workers.
+    _cache_dir = tempfile.mkdtemp(prefix="jaxsora-test-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+    atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import jax  # noqa: E402  (after the flags)
