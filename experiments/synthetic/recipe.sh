@@ -24,7 +24,8 @@
 # committed.txt: 10,000 clips, DiT 200 s, eval-modes beside eval-dit) it ended at 524 s: VAE 140 s, encode
 # 78 s, DiT 230 s (first step at 39 s), eval-dit 38 s and eval-modes 76 s after the DiT for both.
 #
-# VAE_ARGS and DIT_ARGS add config overrides to the VAE's and the DiT's training.
+# VAE_ARGS and DIT_ARGS add config overrides to the VAE's and the DiT's training; DEADLINE_S and EVAL_RESERVE_S
+# bound the DiT's time on a slow machine (below).
 # JAXSORA may name the command (default `jaxsora`; `python -m jaxsora.cli` where the package is not installed).
 set -euo pipefail
 runs=${1:-runs}
@@ -59,8 +60,18 @@ if [ "${VAE_EVAL_NUM:-256}" -gt 0 ]; then
     --config.data.max_batch_size=64 --config.data.num_workers=0 > "$runs/eval_vae.log" 2>&1 &
   eval_vae=$!
 fi
+# On a slow machine the DiT gets less than DIT_SECONDS, so that the evaluations still end inside the device call:
+# at most DEADLINE_S (from the recipe's start) minus what has passed minus EVAL_RESERVE_S (the DiT stage's
+# start-up and last save, ~30 s, and the evaluations, ~40-80 s), and at least 60 s. On the H100s and H200s so far
+# the encode ended at 218-255 s, leaving 205-242 s: the full 200.
+dit_seconds=${DIT_SECONDS:-200}
+dit_left=$((${DEADLINE_S:-570} - (SECONDS - t0) - ${EVAL_RESERVE_S:-110}))
+if [ "$dit_left" -lt "$dit_seconds" ]; then
+  dit_seconds=$((dit_left > 60 ? dit_left : 60))
+  echo "[recipe] the DiT gets ${dit_seconds} s instead of ${DIT_SECONDS:-200} (DEADLINE_S=${DEADLINE_S:-570})"
+fi
 $jaxsora train --config configs/small.py --workdir "$runs/dit" --config.train.latents="$runs/latents" \
-  --config.train.time_limit_s="${DIT_SECONDS:-200}" ${DIT_ARGS:-}
+  --config.train.time_limit_s="$dit_seconds" ${DIT_ARGS:-}
 stamp "DiT trained"
 if [ -n "${eval_vae:-}" ]; then
   join_stage eval-vae "$eval_vae" "$runs/eval_vae.log" "eval-vae: " "VAE evaluated (beside the DiT's training)"
