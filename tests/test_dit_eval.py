@@ -25,6 +25,11 @@ def test_true_clips_match_their_prompts():
     by_shape = _by_shape([o for it in per_item for o in it["read"]])
     assert sum(int(v.split(" / ")[0]) for v in by_shape.values()) == totals["shape"]
     assert sum(int(v.split(" / ")[1]) for v in by_shape.values()) == totals["objects"]
+    by_size = _by_shape([o for it in per_item for o in it["read"]], by_size=True)
+    for shape, sizes in by_size.items():  # the same counts, split by asked size, in size order
+        assert list(sizes) == [s for s in ("small", "medium", "large") if s in sizes]
+        for i in (0, 1):
+            assert sum(int(v.split(" / ")[i]) for v in sizes.values()) == int(by_shape[shape].split(" / ")[i])
     outcomes = _motion_outcomes(per_item)
     assert sum(outcomes.values()) == totals["moving"]
     assert outcomes["asked direction"] == totals["motion"]

@@ -1,4 +1,4 @@
-"""How well `describe` reads the eval-dit prompts' own true clips, per asked shape, before and after blur.
+"""How well `describe` reads the eval-dit prompts' own true clips, per asked shape (stars per size), before and after blur.
 
     python experiments/synthetic/describe_ceiling.py [--num 64] [--size 128x128] [--blur 0,0.5,1,1.5]
 
@@ -34,8 +34,8 @@ def main(argv=None):
     from scipy.ndimage import gaussian_filter
 
     items = held_out_prompts(args.num, seed=args.seed, sizes=[parse_size(args.size)], frames=17)
-    print("| blur sigma (px) | shape accuracy | per asked shape |")
-    print("|---:|---:|---|")
+    print("| blur sigma (px) | shape accuracy | per asked shape | stars per asked size |")
+    print("|---:|---:|---|---|")
     for sigma in (float(s) for s in args.blur.split(",")):
         read: list[dict] = []
         for it in items:
@@ -45,7 +45,8 @@ def main(argv=None):
             score(np.clip(np.rint(video), 0, 255).astype(np.uint8), it, read)
         right = sum(r["got"] is not None and r["got"]["shape"] == r["asked"]["shape"] for r in read)
         shapes = ", ".join(f"{k} {v}" for k, v in _by_shape(read).items())
-        print(f"| {sigma:g} | {right} / {len(read)} | {shapes} |")
+        by_size = ", ".join(f"{k} {v}" for k, v in _by_shape(read, by_size=True).get("star", {}).items())
+        print(f"| {sigma:g} | {right} / {len(read)} | {shapes} | {by_size} |")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import pathlib
 import time
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -27,6 +28,7 @@ from jaxsora.train.checkpoint import Checkpointer, load_run_config
 from jaxsora.train.dit import DiTParts, read_latent_meta
 
 DIRECTIONS = set(vocab.DIRECTIONS)
+SIZE_ORDER = {size: i for i, size in enumerate(vocab.SIZE_CLASSES)}
 
 
 def load_trained(
@@ -221,6 +223,12 @@ def evaluate(
         "vae_ceiling": _accuracies(ceiling) if ceiling else None,
         "shape_accuracy_by_shape": _by_shape([o for it in per_item for o in it["read"]]),
         "vae_ceiling_shape_accuracy_by_shape": _by_shape(ceiling_read) if ceiling_read else None,
+        "shape_accuracy_by_shape_and_size": _by_shape(
+            [o for it in per_item for o in it["read"]], by_size=True
+        ),
+        "vae_ceiling_shape_accuracy_by_shape_and_size": (
+            _by_shape(ceiling_read, by_size=True) if ceiling_read else None
+        ),
         "generate_seconds": t_generate,
         "score_seconds": t_score,
         "settings": {
@@ -257,15 +265,21 @@ def _motion_outcomes(per_item: list[dict]) -> dict[str, int]:
     return out
 
 
-def _by_shape(read: list[dict]) -> dict[str, str]:
-    """Per asked shape: how many of its objects ``describe`` read as that shape, as "right / asked"."""
-    counts: dict[str, list[int]] = {}
+def _by_shape(read: list[dict], by_size: bool = False) -> dict[str, Any]:
+    """Per asked shape: how many of its objects ``describe`` read as that shape, as "right / asked"; with
+    ``by_size``, per asked shape and then per asked size (small, medium, large)."""
+    counts: dict[tuple[str, str], list[int]] = {}
     for obj in read:
         shape = obj["asked"]["shape"]
-        c = counts.setdefault(shape, [0, 0])
+        c = counts.setdefault((shape, obj["asked"]["size"] if by_size else ""), [0, 0])
         c[0] += obj["got"] is not None and obj["got"]["shape"] == shape
         c[1] += 1
-    return {k: f"{r} / {n}" for k, (r, n) in sorted(counts.items())}
+    if not by_size:
+        return {shape: f"{r} / {n}" for (shape, _), (r, n) in sorted(counts.items())}
+    out: dict[str, dict[str, str]] = {}
+    for (shape, size), (r, n) in sorted(counts.items(), key=lambda kv: (kv[0][0], SIZE_ORDER[kv[0][1]])):
+        out.setdefault(shape, {})[size] = f"{r} / {n}"
+    return out
 
 
 def _accuracies(totals: dict[str, int]) -> dict[str, float]:
