@@ -7,7 +7,8 @@ states ``[B, 512, 4096]``, ``segment_ids=None``, one timestep per row) against d
 * inference forward at latent 21x60x104 (B=1, 32,760 tokens) and 5x32x32 (B=1);
 * a training step at B=8, 5x32x32: jaxsora = jitted value_and_grad + the trainer's AdamW (global-norm clip,
   Adam, decoupled weight decay; f32 params and Adam state, bf16 compute; no EMA unless ``--jax-ema``),
-  state donated, the blocks scanned (the preset) and unrolled (``*-unrolled``), with f32 and bf16 state; diffusers = forward + MSE + backward + ``torch.optim.AdamW(fused=True)`` step on the model
+  state donated, the blocks scanned (the preset) and unrolled (``*-unrolled``), with f32 and bf16 state;
+  diffusers = forward + MSE + backward + ``torch.optim.AdamW(fused=True)`` step on the model
   as ``from_pretrained(torch_dtype=bfloat16)`` casts it (bf16 params, grads and Adam state, except the
   float32 modules it keeps: norms, modulation tables, time embedder);
 * a training step at B=1, 21x60x104 with rematerialisation: jaxsora ``dit.remat`` = full / dots_no_batch /
@@ -360,7 +361,7 @@ def random_like_tree(tree, seed: int, dtype=None):
     for i, (path, leaf) in enumerate(leaves):
         key = jax.random.fold_in(jax.random.key(seed), i)
         scale = "scale" in jax.tree_util.keystr(path)
-        out.append(_random_leaf(key, tuple(leaf.shape), jnp.dtype(dtype or leaf.dtype), scale))
+        out.append(_random_leaf_fn()(key, tuple(leaf.shape), jnp.dtype(dtype or leaf.dtype), scale))
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
@@ -374,10 +375,6 @@ def _random_leaf_fn():
         return (1.0 + x if scale else x).astype(dtype)
 
     return jax.jit(make, static_argnums=(1, 2, 3))
-
-
-def _random_leaf(key, shape, dtype, scale):
-    return _random_leaf_fn()(key, shape, dtype, scale)
 
 
 def jax_device_info() -> dict:

@@ -1,4 +1,4 @@
-"""How well `describe` reads the eval-dit prompts' own true clips, per asked shape (stars per size), before and after blur.
+"""How well `describe` reads the eval-dit prompts' true clips, per asked shape and star size, under blur.
 
     python experiments/synthetic/describe_ceiling.py [--num 64] [--size 128x128] [--blur 0,0.5,1,1.5]
 

@@ -60,10 +60,10 @@ if [ "${VAE_EVAL_NUM:-256}" -gt 0 ]; then
     --config.data.max_batch_size=64 --config.data.num_workers=0 > "$runs/eval_vae.log" 2>&1 &
   eval_vae=$!
 fi
-# On a slow machine the DiT gets less than DIT_SECONDS, so that the evaluations still end inside the device call:
-# at most DEADLINE_S (from the recipe's start) minus what has passed minus EVAL_RESERVE_S (the DiT stage's
-# start-up and last save, ~30 s, and the evaluations, ~40-80 s), and at least 60 s. On the H100s and H200s so far
-# the encode ended at 218-255 s, leaving 205-242 s: the full 200.
+# On a slow machine the DiT gets less than DIT_SECONDS, so that the evaluations still end inside the device
+# call: at most DEADLINE_S (from the recipe's start) minus what has passed minus EVAL_RESERVE_S (the DiT
+# stage's start-up and last save, ~30 s, and the evaluations, ~40-80 s), and at least 60 s. On the H100s and
+# H200s so far the encode ended at 218-255 s, leaving 205-242 s: the full 200.
 dit_seconds=${DIT_SECONDS:-200}
 dit_left=$((${DEADLINE_S:-570} - (SECONDS - t0) - ${EVAL_RESERVE_S:-110}))
 if [ "$dit_left" -lt "$dit_seconds" ]; then
