@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import pathlib
+import subprocess
+import sys
+import textwrap
+
 import grain
 import jax
 import jax.numpy as jnp
@@ -11,6 +16,8 @@ import pytest
 from jaxsora import patching, tokenizer
 from jaxsora.config import load_config
 from jaxsora.data import packing
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 C = 4
 
@@ -204,3 +211,31 @@ def test_efficiency_on_mixture():
     records = _records(300, grids=grids)
     packs = _packs(records, config, count=5 * 16)
     assert packing.efficiency(packs) >= 0.95
+
+
+def test_worker_processes_start_without_parsed_absl_flags():
+    """`packing.num_workers` > 0 from a plain script (no absl app, no jaxsora CLI): Grain's workers read absl
+    flags, which such a program never parsed; packed_dataset marks them parsed (it failed with Grain's
+    UnparsedFlagAccessError before)."""
+    script = textwrap.dedent(
+        """
+        import grain, numpy as np
+        from jaxsora import tokenizer
+        from jaxsora.config import load_config
+        from jaxsora.data import packing
+
+        config = load_config("configs/tiny.py", ["text.max_len=16", "packing.seq_len=96",
+                                                 "packing.batch_size=2", "packing.num_workers=1"])
+        tokens, mask = tokenizer.encode("a clip", 16)
+        rng = np.random.default_rng(0)
+        records = [{"mean": rng.standard_normal((3, 4, 6, 16), np.float32), "tokens": tokens, "mask": mask}
+                   for _ in range(8)]
+        ds = packing.packed_dataset(grain.MapDataset.source(records), config, shard_index=0, shard_count=1)
+        print("batch", next(iter(ds))["tokens"].shape)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "batch (2, 96, 64)" in out.stdout

@@ -308,6 +308,9 @@ def packed_dataset(
     if batch_size:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if pk.get("num_workers", 0) > 0:  # patchify + pack + batch in worker processes (checkpointable too)
+        from jaxsora.data.pipeline import ensure_absl_flags
+
+        ensure_absl_flags()  # Grain's workers read absl flags: a script or notebook may not have parsed them
         ds = ds.mp_prefetch(
             grain.MultiprocessingOptions(num_workers=pk.num_workers, per_worker_buffer_size=4)
         )
