@@ -51,3 +51,85 @@ def test_recipe_gives_the_dit_less_time_on_a_slow_machine(tmp_path):
     (tmp_path / "floor").mkdir()
     calls, _ = run_recipe(tmp_path / "floor", 2, DIT_SECONDS="250", DEADLINE_S="150", EVAL_RESERVE_S="100")
     assert dit_time_limit(calls) == 60
+
+
+FAKE_EVAL = """#!/usr/bin/env bash
+echo "$CUDA_VISIBLE_DEVICES $*" >> {log}
+if [ "$1" = eval-dit ]; then
+  while [ $# -gt 0 ]; do [ "$1" = --workdir ] && dir=$2; shift; done
+  mkdir -p "$dir"
+  cat > "$dir/eval_dit.json" <<'JSON'
+{{"summary": {{"colour_accuracy": 1.0, "shape_accuracy": 0.75, "motion_accuracy": 0.5,
+  "shape_accuracy_by_shape": {{"star": "3 / 4"}},
+  "shape_accuracy_by_shape_and_size": {{"star": {{"small": "1 / 2", "large": "2 / 2"}}}},
+  "settings": {{"sampler": "euler", "steps": 30, "guidance": 4.0}}}}}}
+JSON
+fi
+"""
+
+
+def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "fake_jaxsora"
+    fake.write_text(FAKE_EVAL.format(log=log))
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "JAXSORA": str(fake),
+        "ARMS": "a b c",
+        "ARM_B": "--config.patch=(1,1,1)",
+        "VAE_C": "--config.vae_train.latent_noise=0.6",
+        "ENV_C": "CLIPS=123",
+        "EXTRA_EVALS": "--guidance 7;--sampler heun",
+        "EXTRA_A": "",
+    }
+    res = subprocess.run(
+        ["bash", "experiments/synthetic/ab_recipe.sh", str(tmp_path / "runs"), str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    calls = [line.split() for line in log.read_text().splitlines()]
+    by_arm = {
+        arm: [c for c in calls if any(a.startswith(str(tmp_path / "runs" / arm) + "/") for a in c)]
+        for arm in "abc"
+    }
+    # GPU i for the i-th arm; each arm's overrides reach its own commands only.
+    assert {c[0] for c in by_arm["a"]} == {"0"} and {c[0] for c in by_arm["c"]} == {"2"}
+    (train_b,) = [c for c in by_arm["b"] if c[1] == "train"]
+    assert "--config.patch=(1,1,1)" in train_b
+    (vae_c,) = [c for c in by_arm["c"] if c[1] == "train-vae"]
+    assert "--config.vae_train.latent_noise=0.6" in vae_c
+    assert not any("latent_noise" in a for c in by_arm["a"] + by_arm["b"] for a in c)
+    (encode_c,) = [c for c in by_arm["c"] if c[1] == "encode"]
+    assert encode_c[encode_c.index("--max-clips") + 1] == "123"
+    # Extra evaluations: none for arm a (EXTRA_A=""), both for b and c.
+    assert sorted(p.name for p in out.glob("eval_dit_*.json")) == [
+        "eval_dit_a.json",
+        "eval_dit_b.json",
+        "eval_dit_b_x1.json",
+        "eval_dit_b_x2.json",
+        "eval_dit_c.json",
+        "eval_dit_c_x1.json",
+        "eval_dit_c_x2.json",
+    ]
+    assert ["--guidance", "7"] == [a for a in [c for c in by_arm["b"] if c[1] == "eval-dit"][1][-2:]]
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert len(summary) == 7
+    assert "shape 75%" in summary[0] and "stars 3/4 (s 1/2 l 2/2)" in summary[0]
+
+
+def test_ab_recipe_rejects_a_bad_arm_name(tmp_path):
+    res = subprocess.run(
+        ["bash", "experiments/synthetic/ab_recipe.sh", str(tmp_path / "runs"), str(tmp_path / "out")],
+        cwd=REPO,
+        env={**os.environ, "ARMS": "a B-2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and "got 'B-2'" in res.stderr

@@ -1,32 +1,46 @@
 #!/usr/bin/env bash
-# Two variants of the text-to-video recipe side by side, one per GPU of a two-GPU machine (each its own VAE,
-# latents and DiT: the spread between the arms includes run-to-run noise), then eval-dit again with other
-# sampling settings on each arm's checkpoint. Written for the device's nvidia-h200-x2 kind.
+# Variants ("arms") of the text-to-video recipe side by side, one per GPU of a multi-GPU machine (each its own
+# VAE, latents and DiT: the spread between the arms includes run-to-run noise), then eval-dit again with other
+# sampling settings on each arm's checkpoint. Written for the device's nvidia-h200-x2 / -x4 / -x8 kinds: one
+# 10-minute call tests as many arms as the machine has GPUs.
 #
 #   ARM_A="" ARM_B="--config.train.optim.lr=1e-3" EXTRA_EVALS="--guidance 7;--sampler heun" \
 #     bash experiments/synthetic/ab_recipe.sh RUNS OUT
 #   ENV_A="" ENV_B="CLIPS=12000" EXTRA_EVALS="" bash experiments/synthetic/ab_recipe.sh RUNS OUT
+#   ARMS="a b c d" ARM_C='--config.patch=(1,1,1)' VAE_D="--config.vae_train.latent_noise=0.6" \
+#     bash experiments/synthetic/ab_recipe.sh RUNS OUT
 #
-# ARM_A / ARM_B are DIT_ARGS for recipe.sh, VAE_A / VAE_B its VAE_ARGS; ENV_A / ENV_B are recipe.sh variables for one arm only
-# ("NAME=value ..." pairs, e.g. CLIPS or DIT_SECONDS). EXTRA_EVALS (default "--guidance 7"; "" for none) are
-# eval-dit argument sets separated by ";", each run after the recipe; EXTRA_A / EXTRA_B replace it for one arm. Each arm's log goes to OUT/log_<arm>.txt, the
-# recipe's eval JSON to OUT/eval_dit_<arm>.json, the extra ones to OUT/eval_dit_<arm>_x<k>.json (k from 1; the
-# settings are in each JSON's summary) and eval-modes' to OUT/eval_modes_<arm>.json. recipe.sh's other
-# variables pass through (the defaults here skip eval-vae and eval-modes: VAE_EVAL_NUM=0 MODES_NUM=0).
+# ARMS names the arms (default "a b"; lower-case letters, digits and _), the i-th on GPU i (CUDA_VISIBLE_DEVICES;
+# GPU_<ARM> overrides). For an arm named x, ARM_X is its DIT_ARGS for recipe.sh, VAE_X its VAE_ARGS, ENV_X
+# recipe.sh variables for that arm only ("NAME=value ..." pairs, e.g. CLIPS or DIT_SECONDS); all default to
+# empty: the recipe as committed. EXTRA_EVALS (default "--guidance 7"; "" for none) are eval-dit argument sets
+# separated by ";", each run after the recipe; EXTRA_X replaces it for one arm. Each arm's log goes to
+# OUT/log_<arm>.txt, the recipe's eval JSON to OUT/eval_dit_<arm>.json, the extra ones to
+# OUT/eval_dit_<arm>_x<k>.json (k from 1; the settings are in each JSON's summary) and eval-modes' to
+# OUT/eval_modes_<arm>.json; at the end OUT/summary.txt has one line of figures per eval JSON. recipe.sh's
+# other variables pass through (the defaults here skip eval-vae and eval-modes: VAE_EVAL_NUM=0 MODES_NUM=0).
 set -uo pipefail
 runs=${1:-runs}
 out=${2:-out}
 mkdir -p "$out"
 export VAE_EVAL_NUM=${VAE_EVAL_NUM:-0} MODES_NUM=${MODES_NUM:-0}
 jaxsora=${JAXSORA:-jaxsora}
+here=$(dirname "$0")
+read -ra arms <<< "${ARMS:-a b}"
+for name in "${arms[@]}"; do
+  if [[ ! $name =~ ^[a-z0-9_]+$ ]]; then
+    echo "[ab] arm names are lower-case letters, digits and _ (ARMS='${ARMS:-}'), got '$name'" >&2
+    exit 2
+  fi
+done
 arm() {
   local name=$1 gpu=$2 args=$3 envs=$4 extras=$5 vae_args=$6
-  local dir="$runs/$name"
+  local dir="$runs/$name" status
   (
     export CUDA_VISIBLE_DEVICES=$gpu DIT_ARGS="$args" VAE_ARGS="$vae_args"
     # shellcheck disable=SC2086  # NAME=value pairs, one word each
     [ -z "${envs// }" ] || export $envs
-    bash "$(dirname "$0")/recipe.sh" "$dir"
+    bash "$here/recipe.sh" "$dir"
     cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}.json"
     [ -f "$dir/dit/eval_modes.json" ] && cp "$dir/dit/eval_modes.json" "$out/eval_modes_${name}.json"
     k=0
@@ -40,9 +54,17 @@ arm() {
       cp "$dir/dit/eval_dit.json" "$out/eval_dit_${name}_x${k}.json"
     done
   ) > "$out/log_$name.txt" 2>&1
-  echo "[ab] arm $name (gpu $gpu, DIT_ARGS='$args', VAE_ARGS='$vae_args', env '$envs') exited $?"
+  status=$?
+  echo "[ab] arm $name (gpu $gpu, DIT_ARGS='$args', VAE_ARGS='$vae_args', env '$envs') exited $status"
 }
 extras=${EXTRA_EVALS---guidance 7}
-arm a 0 "${ARM_A:-}" "${ENV_A:-}" "${EXTRA_A-$extras}" "${VAE_A:-}" &
-arm b 1 "${ARM_B:-}" "${ENV_B:-}" "${EXTRA_B-$extras}" "${VAE_B:-}" &
+i=0
+for name in "${arms[@]}"; do
+  up=${name^^}
+  gpu_var=GPU_$up arm_var=ARM_$up env_var=ENV_$up extra_var=EXTRA_$up vae_var=VAE_$up
+  arm "$name" "${!gpu_var:-$i}" "${!arm_var:-}" "${!env_var:-}" "${!extra_var-$extras}" "${!vae_var:-}" &
+  i=$((i + 1))
+done
 wait
+python3 "$here/ab_summary.py" "$out"/eval_dit_*.json > "$out/summary.txt" 2>&1 || true
+cat "$out/summary.txt"
