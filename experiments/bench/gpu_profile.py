@@ -8,6 +8,13 @@ event on a device (GPU) track is a kernel or copy. Kernels are grouped by kind f
 (cuBLAS/CUTLASS/nvjet gemms, XLA triton gemms), attention (cuDNN fused attention), elementwise/reduction
 fusions (XLA's loop/input fusions), copies/transposes, and the rest. Times are per call (total / calls).
 ``wan_compare.py --profile DIR`` runs this after timing each jaxsora DiT case and stores the summary.
+
+Given the compiled step's optimized HLO (``compiled.as_text()``), kernels are also summed per source scope:
+each kernel's HLO instruction (the trace's ``hlo_op``) carries the JAX op that made it (``op_name`` metadata,
+e.g. ``jit(step)/transpose(jvp(DiT))/blocks_7/mlp/fc_out/dot_general``), which :func:`scope_of` turns into
+``bwd DiT/blocks_*/mlp/fc_out/dot_general``: forward or backward, the Flax module path with layer indices
+folded, the primitive. An unrolled model's per-layer fusions (``loop_multiply_fusion_17``, ...) then add up
+to one row per block part, which per-kernel names cannot show.
 """
 
 from __future__ import annotations
@@ -27,6 +34,41 @@ KINDS = (
 )
 
 
+_OP_NAME = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=.*?metadata=\{[^}]*?op_name="([^"]*)"')
+_INDEXED = re.compile(r"^(.+)_\d+$")
+
+
+def op_names(hlo_text: str) -> dict[str, str]:
+    """HLO instruction name -> its ``op_name`` metadata, for every instruction of an HLO module's text."""
+    out = {}
+    for line in hlo_text.splitlines():
+        m = _OP_NAME.match(line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def scope_of(op_name: str) -> str:
+    """``"fwd|bwd Module/path/primitive"`` from a JAX op_name: ``jit(...)`` dropped, ``bwd`` when under
+    ``transpose(...)``, the ``jvp(...)``/``checkpoint``-style wrappers unwrapped to the module they name,
+    numbered parts (``blocks_7``, ``Dense_0``) folded to ``blocks_*``, the path that ``jax.checkpoint``
+    repeats inside its scope given once (``bwd DiT/blocks_*/mlp/checkpoint/mul``)."""
+    phase = "bwd" if "transpose(" in op_name else "fwd"
+    parts = []
+    for part in op_name.split("/"):
+        if not part or part.startswith("jit("):
+            continue
+        while "(" in part and part.endswith(")"):  # jvp(DiT) -> DiT, transpose(jvp(DiT)) -> DiT
+            part = part[part.index("(") + 1 : -1]
+        m = _INDEXED.match(part)
+        parts.append(f"{m.group(1)}_*" if m else part)
+    # Inside jax.checkpoint the path repeats: transpose(jvp(DiT))/blocks_3/mlp/jvp(DiT)/blocks_3/mlp/checkpoint
+    j = parts.index(parts[0], 1) if parts and parts[0] in parts[1:] else 0
+    if j and parts[j : 2 * j] == parts[:j]:
+        parts = parts[j:]
+    return f"{phase} {'/'.join(parts)}"
+
+
 def kind_of(name: str) -> str:
     for kind, pattern in KINDS:
         if pattern.search(name):
@@ -41,8 +83,31 @@ def _trace_file(log_dir: pathlib.Path) -> pathlib.Path:
     return found[-1]
 
 
-def summarize_trace(path: pathlib.Path, calls: int, device_match: str = "GPU") -> dict:
-    """Per-kernel and per-kind device time (ms per call) from a perfetto/Chrome trace."""
+def _hlo_op(event: dict, names: dict[str, str]) -> str | None:
+    """The HLO instruction of a kernel event: the trace's ``hlo_op`` argument, else the kernel's name
+    (XLA names fusion kernels after their instruction, ``.`` written ``_``)."""
+    op = event.get("args", {}).get("hlo_op")
+    if op in names:
+        return op
+    name = event["name"]
+    for candidate in (name, re.sub(r"_(\d+)$", r".\1", name)):
+        if candidate in names:
+            return candidate
+    return None
+
+
+def summarize_trace(
+    path: pathlib.Path,
+    calls: int,
+    device_match: str = "GPU",
+    hlo_text: str | None = None,
+    top_scopes: int = 40,
+) -> dict:
+    """Per-kernel and per-kind device time (ms per call) from a perfetto/Chrome trace; with the module's
+    ``hlo_text``, per source scope too (``by_scope``, the ``top_scopes`` largest)."""
+    names = op_names(hlo_text) if hlo_text else {}
+    per_scope: dict[str, float] = collections.defaultdict(float)
+    scope_count: dict[str, int] = collections.defaultdict(int)
     data = json.loads(gzip.open(path).read())
     events = data["traceEvents"] if isinstance(data, dict) else data
     pids = {
@@ -58,12 +123,17 @@ def summarize_trace(path: pathlib.Path, calls: int, device_match: str = "GPU") -
             continue
         per_kernel[e["name"]] += float(e["dur"]) / 1e3  # us -> ms
         count[e["name"]] += 1
+        if names:
+            op = _hlo_op(e, names)
+            scope = scope_of(names[op]) if op else "(no HLO instruction)"
+            per_scope[scope] += float(e["dur"]) / 1e3
+            scope_count[scope] += 1
     per_kind: dict[str, float] = collections.defaultdict(float)
     for name, ms in per_kernel.items():
         per_kind[kind_of(name)] += ms
     total = sum(per_kernel.values())
     top = sorted(per_kernel.items(), key=lambda kv: -kv[1])[:30]
-    return {
+    summary = {
         "device_ms_per_call": total / calls,
         "by_kind_ms": {k: v / calls for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1])},
         "top_kernels": [
@@ -72,10 +142,17 @@ def summarize_trace(path: pathlib.Path, calls: int, device_match: str = "GPU") -
         ],
         "trace": str(path),
     }
+    if names:
+        summary["by_scope"] = [
+            {"scope": sc, "ms": ms / calls, "launches": scope_count[sc] // calls}
+            for sc, ms in sorted(per_scope.items(), key=lambda kv: -kv[1])[:top_scopes]
+        ]
+    return summary
 
 
-def profile(call, calls: int, log_dir: str, device_match: str = "GPU") -> dict:
-    """Run ``call()`` (which blocks until done) ``calls`` times under the profiler and summarise."""
+def profile(call, calls: int, log_dir: str, device_match: str = "GPU", hlo_text: str | None = None) -> dict:
+    """Run ``call()`` (which blocks until done) ``calls`` times under the profiler and summarise (per scope
+    too, given the compiled module's ``hlo_text``)."""
     import jax
 
     log = pathlib.Path(log_dir)
@@ -83,7 +160,7 @@ def profile(call, calls: int, log_dir: str, device_match: str = "GPU") -> dict:
     with jax.profiler.trace(str(log), create_perfetto_trace=True):
         for _ in range(calls):
             call()
-    return summarize_trace(_trace_file(log), calls, device_match)
+    return summarize_trace(_trace_file(log), calls, device_match, hlo_text)
 
 
 def format_summary(summary: dict, top: int = 20) -> str:
@@ -94,4 +171,9 @@ def format_summary(summary: dict, top: int = 20) -> str:
         f"    {k['ms']:8.2f} {k['launches']:5d}  {k['kind']:18s} {k['name'][:110]}"
         for k in summary["top_kernels"][:top]
     ]
+    if summary.get("by_scope"):
+        lines.append("  by source scope (ms per call, launches per call):")
+        lines += [
+            f"    {s['ms']:8.2f} {s['launches']:5d}  {s['scope'][:120]}" for s in summary["by_scope"][:top]
+        ]
     return "\n".join(lines)

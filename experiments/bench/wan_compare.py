@@ -516,6 +516,7 @@ def run_jax_dit(case: Case, args) -> dict:
             calls=3,
             log_dir=str(pathlib.Path(args.profile) / case.name),
             device_match="CPU" if args.tiny else "GPU",
+            hlo_text=compiled.as_text(),  # kernels summed per source scope (block part, forward/backward)
         )
         result["profile"] = summary
         print(f"[{case.name}] profile\n{gpu_profile.format_summary(summary)}", flush=True)
