@@ -133,3 +133,40 @@ def test_ab_recipe_rejects_a_bad_arm_name(tmp_path):
         timeout=60,
     )
     assert res.returncode == 2 and "got 'B-2'" in res.stderr
+
+
+def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_path):
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "fake_jaxsora"
+    fake.write_text(FAKE_EVAL.format(log=log))
+    fake.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(
+        '#!/usr/bin/env bash\necho "GPU 0: NVIDIA H200 (UUID: a)"\necho "GPU 1: NVIDIA H200 (UUID: b)"\n'
+    )
+    smi.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "JAXSORA": str(fake),
+        "ARMS_FILE": "experiments/synthetic/arms/stars.sh",
+    }
+    res = subprocess.run(
+        ["bash", "experiments/synthetic/ab_recipe.sh", str(tmp_path / "runs"), str(tmp_path / "out")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "2 GPUs for 8 arms: running control p1; skipped p1_shift6" in res.stdout
+    calls = [line.split() for line in log.read_text().splitlines()]
+    (train_p1,) = [c for c in calls if c[1] == "train" and str(tmp_path / "runs" / "p1" / "dit") in c]
+    assert "--config.patch=(1,1,1)" in train_p1 and "--config.packing.seq_len=2560" in train_p1
+    assert sorted(p.name for p in (tmp_path / "out").glob("eval_dit_*.json")) == [
+        "eval_dit_control.json",
+        "eval_dit_p1.json",
+    ]

@@ -19,14 +19,27 @@
 # OUT/eval_dit_<arm>_x<k>.json (k from 1; the settings are in each JSON's summary) and eval-modes' to
 # OUT/eval_modes_<arm>.json; at the end OUT/summary.txt has one line of figures per eval JSON. recipe.sh's
 # other variables pass through (the defaults here skip eval-vae and eval-modes: VAE_EVAL_NUM=0 MODES_NUM=0).
+#
+# ARMS_FILE names a bash file of such assignments (ARMS and the per-arm variables), sourced first: a committed
+# set of arms, e.g. experiments/synthetic/arms/stars.sh. Where nvidia-smi lists fewer GPUs than there are arms,
+# the first ones run (list arms in order of priority) and the rest are named as skipped.
 set -uo pipefail
 runs=${1:-runs}
 out=${2:-out}
 mkdir -p "$out"
+here=$(dirname "$0")
+if [ -n "${ARMS_FILE:-}" ]; then
+  # shellcheck disable=SC1090  # the arm set is chosen at run time
+  source "$ARMS_FILE" || { echo "[ab] cannot read ARMS_FILE=$ARMS_FILE" >&2; exit 2; }
+fi
 export VAE_EVAL_NUM=${VAE_EVAL_NUM:-0} MODES_NUM=${MODES_NUM:-0}
 jaxsora=${JAXSORA:-jaxsora}
-here=$(dirname "$0")
 read -ra arms <<< "${ARMS:-a b}"
+gpus=$(nvidia-smi -L 2> /dev/null | grep -c "^GPU" || true)
+if [ "${gpus:-0}" -gt 0 ] && [ "${#arms[@]}" -gt "$gpus" ]; then
+  echo "[ab] $gpus GPUs for ${#arms[@]} arms: running ${arms[*]:0:$gpus}; skipped ${arms[*]:$gpus}"
+  arms=("${arms[@]:0:$gpus}")
+fi
 for name in "${arms[@]}"; do
   if [[ ! $name =~ ^[a-z0-9_]+$ ]]; then
     echo "[ab] arm names are lower-case letters, digits and _ (ARMS='${ARMS:-}'), got '$name'" >&2
