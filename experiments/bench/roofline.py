@@ -365,7 +365,19 @@ def main(argv=None):
     p.add_argument("--reference-s", type=float, default=0.1997, help="compiled diffusers' step, same run")
     p.add_argument("--top", type=int, default=15, help="scopes listed by their share of the traffic")
     p.add_argument("--kernels", type=int, default=0, help="list this many fused kernels, largest first")
+    p.add_argument(
+        "--no-recompute",
+        action="store_true",
+        help="trace the layers without their jax.checkpoint: the backward reads what the forward kept (the "
+        "norms' and GELU's outputs) instead of recomputing it; more memory (must run before jaxsora is imported)",
+    )
     args = p.parse_args(argv)
+    if args.no_recompute:
+        import jax
+
+        if "jaxsora.models.layers" in sys.modules:
+            raise SystemExit("--no-recompute must patch jax.checkpoint before jaxsora.models is imported")
+        jax.checkpoint = lambda fun=None, **kw: fun if fun is not None else (lambda f: f)
 
     jaxpr, n_params, (b, n) = trace_step(args.depth, args.batch, args.latent, args.text_tokens, args.params)
     prog = Program()
