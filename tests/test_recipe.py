@@ -121,6 +121,7 @@ def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
     summary = (out / "summary.txt").read_text().splitlines()
     assert len(summary) == 7
     assert "shape 75%" in summary[0] and "stars 3/4 (s 1/2 l 2/2)" in summary[0]
+    assert "evaluated at" in summary[0]  # from the arm's log, log_a.txt
 
 
 def test_ab_recipe_rejects_a_bad_arm_name(tmp_path):
