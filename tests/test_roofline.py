@@ -74,3 +74,31 @@ def test_attention_stand_in_has_cudnns_inputs_and_outputs():
     calls = [op for op in prog.ops if op.prim == "pure_callback"]
     forward = 4.0 * 2 * 4 * 64 * 64 * 32
     assert [op.flops for op in calls] == [forward, 2 * forward]
+
+
+def test_profile_and_best_case_meet_per_module():
+    assert roofline.module_key("bwd DiT/block_*/mlp/wo/checkpoint/mul", has_primitive=True) == (
+        "bwd DiT/block_*/mlp/wo"
+    )
+    assert roofline.module_key("bwd DiT/block_*/mlp/wo/rematted_computation", has_primitive=False) == (
+        "bwd DiT/block_*/mlp/wo"
+    )
+    assert roofline.module_key("fwd add", has_primitive=True) == roofline.OUTSIDE
+    assert (
+        roofline.module_key("(outside the model: loss, optimizer)", has_primitive=False) == roofline.OUTSIDE
+    )
+    profile = [
+        {
+            "scope": "bwd DiT/block_*/mlp/wo/checkpoint/mul",
+            "ms": 5.0,
+            "by_kind_ms": {"elementwise fusion": 5.0},
+        },
+        {"scope": "bwd DiT/block_*/mlp/wo/dot_general", "ms": 9.0, "by_kind_ms": {"matmul": 9.0}},
+        {"scope": "fwd add", "ms": 2.0, "by_kind_ms": {"elementwise fusion": 2.0}},
+    ]
+    best = [
+        ("bwd DiT/block_*/mlp/wo/rematted_computation", 4.3e9),
+        ("(outside the model: loss, optimizer)", 8.6e9),
+    ]
+    rows = roofline.compare(profile, best, bandwidth_tbs=4.3)
+    assert rows == [("bwd DiT/block_*/mlp/wo", 5.0, 1.0), (roofline.OUTSIDE, 2.0, 2.0)]

@@ -101,13 +101,14 @@ def summarize_trace(
     calls: int,
     device_match: str = "GPU",
     hlo_text: str | None = None,
-    top_scopes: int = 40,
+    top_scopes: int = 300,
 ) -> dict:
     """Per-kernel and per-kind device time (ms per call) from a perfetto/Chrome trace; with the module's
-    ``hlo_text``, per source scope too (``by_scope``, the ``top_scopes`` largest)."""
+    ``hlo_text``, per source scope too (``by_scope``, the ``top_scopes`` largest, each split by kind)."""
     names = op_names(hlo_text) if hlo_text else {}
     per_scope: dict[str, float] = collections.defaultdict(float)
     scope_count: dict[str, int] = collections.defaultdict(int)
+    scope_kind: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
     data = json.loads(gzip.open(path).read())
     events = data["traceEvents"] if isinstance(data, dict) else data
     pids = {
@@ -128,6 +129,7 @@ def summarize_trace(
             scope = scope_of(names[op]) if op else "(no HLO instruction)"
             per_scope[scope] += float(e["dur"]) / 1e3
             scope_count[scope] += 1
+            scope_kind[scope][kind_of(e["name"])] += float(e["dur"]) / 1e3
     per_kind: dict[str, float] = collections.defaultdict(float)
     for name, ms in per_kernel.items():
         per_kind[kind_of(name)] += ms
@@ -144,7 +146,12 @@ def summarize_trace(
     }
     if names:
         summary["by_scope"] = [
-            {"scope": sc, "ms": ms / calls, "launches": scope_count[sc] // calls}
+            {
+                "scope": sc,
+                "ms": ms / calls,
+                "launches": scope_count[sc] // calls,
+                "by_kind_ms": {k: v / calls for k, v in scope_kind[sc].items()},
+            }
             for sc, ms in sorted(per_scope.items(), key=lambda kv: -kv[1])[:top_scopes]
         ]
     return summary

@@ -29,8 +29,8 @@ The bound has three parts:
 Matmuls and attention are assumed to run at their ceilings with their own operand traffic hidden, and no
 launch gaps: the sum is this program's best case on this GPU (a lower bound but for the recompute choice,
 which is greedy per kernel); a real compiler's fusions, reductions and launches only add to it. Compare with ``wan_compare.py``'s measured step and with 1.2x the compiled diffusers
-step. ``--top`` lists where the bound's traffic is, per source scope (as ``gpu_profile.py``'s profile table,
-so the two can be put side by side).
+step. ``--top`` lists where the bound's traffic is, per source scope; ``--against RESULT.json`` (a
+``wan_compare.py --profile`` result) puts each module's profiled non-matmul time beside its best case.
 """
 
 from __future__ import annotations
@@ -283,6 +283,40 @@ def bound(prog: Program, outputs: list[int]) -> dict:
     }
 
 
+REMAT_PARTS = {"checkpoint", "rematted_computation", "remat", "remat2"}
+OUTSIDE = "(outside the model)"
+
+
+def module_key(scope: str, has_primitive: bool) -> str:
+    """A scope (``gpu_profile.scope_of``'s form) reduced to phase and module path: the primitive dropped where
+    the scope ends in one (the profile's), recompute markers dropped (the trace calls them
+    ``rematted_computation``, the HLO ``checkpoint``), and ops outside every module as one row."""
+    if scope.startswith("("):
+        return OUTSIDE
+    phase, _, path = scope.partition(" ")
+    parts = [p for p in path.split("/") if p and p not in REMAT_PARTS]
+    if has_primitive and parts:
+        parts = parts[:-1]
+    if not parts or parts[0] not in ("DiT",):
+        return OUTSIDE
+    return f"{phase} {'/'.join(parts)}"
+
+
+def compare(profile_scopes: list[dict], best_scopes: list[tuple[str, float]], bandwidth_tbs: float) -> list:
+    """Rows ``(module, profiled ms, best-case ms)`` of the non-matmul, non-attention work, largest excess
+    first: the profile's ``by_scope`` (``gpu_profile``) against the best case's traffic per scope."""
+    profiled: dict[str, float] = collections.defaultdict(float)
+    for row in profile_scopes:
+        kinds = row.get("by_kind_ms") or {"other": row["ms"]}
+        ms = sum(v for k, v in kinds.items() if k not in ("matmul", "attention"))
+        profiled[module_key(row["scope"], has_primitive=True)] += ms
+    best: dict[str, float] = collections.defaultdict(float)
+    for scope, nbytes in best_scopes:
+        best[module_key(scope, has_primitive=False)] += nbytes / (bandwidth_tbs * 1e9)
+    rows = [(k, profiled.get(k, 0.0), best.get(k, 0.0)) for k in set(profiled) | set(best)]
+    return sorted(rows, key=lambda r: -(r[1] - r[2]))
+
+
 def opaque_attention():
     """A stand-in for the attention kernel with cuDNN flash attention's inputs and outputs (traced, never run)."""
     import jax
@@ -371,6 +405,14 @@ def main(argv=None):
         help="trace the layers without their jax.checkpoint: the backward reads what the forward kept (the "
         "norms' and GELU's outputs) instead of recomputing it; more memory (must run before jaxsora is imported)",
     )
+    p.add_argument(
+        "--against",
+        metavar="RESULT.json",
+        help="a wan_compare.py --profile result: compare its profiled non-matmul time per module with the best case",
+    )
+    p.add_argument(
+        "--case", default="", help="with --against: the profiled case (default: the first profiled)"
+    )
     args = p.parse_args(argv)
     if args.no_recompute:
         import jax
@@ -421,6 +463,23 @@ def main(argv=None):
                 f"  {k['bytes'] / 1e6:8.1f} MB {k['scope'][:70]}: reads {[round(b / 1e6) for b in k['reads'][:6]]}"
                 f" writes {[round(b / 1e6) for b in k['writes'][:6]]} ({ops})"
             )
+    if args.against:
+        import json
+
+        rows = [
+            row for row in json.loads(pathlib.Path(args.against).read_text())["rows"] if row.get("profile")
+        ]
+        rows = [row for row in rows if not args.case or row.get("case") == args.case]
+        if not rows or "by_scope" not in rows[0]["profile"]:
+            raise SystemExit(f"{args.against}: no profiled case with per-scope times (--case {args.case!r})")
+        table = compare(rows[0]["profile"]["by_scope"], r["by_scope"], args.bandwidth_tbs)
+        print(f"profiled ({rows[0].get('case')}) against the best case, non-matmul work per module (ms):")
+        print("| module | profiled | best case | excess |")
+        print("|---|---:|---:|---:|")
+        for key, got, ideal in table[: args.top]:
+            print(f"| {key} | {got:.2f} | {ideal:.2f} | {got - ideal:+.2f} |")
+        total_got, total_ideal = sum(t[1] for t in table), sum(t[2] for t in table)
+        print(f"| all | {total_got:.2f} | {total_ideal:.2f} | {total_got - total_ideal:+.2f} |")
     print(f"traffic by source scope (the {args.top} largest of {len(r['by_scope'])}):")
     for scope, nbytes in r["by_scope"][: args.top]:
         print(f"  {nbytes / 1e9:7.2f} GB {nbytes / (args.bandwidth_tbs * 1e9):6.2f} ms  {scope[:110]}")
