@@ -31,6 +31,21 @@ def test_elementwise_chain_before_a_matmul_is_one_kernel():
     assert r["matmul_flops"] == 2 * 256 * 512 * 512
 
 
+def test_named_residuals_and_slices_cost_no_extra_traffic():
+    from jax.ad_checkpoint import checkpoint_name
+
+    def named(x, w):
+        return checkpoint_name(x * 2.0, "kept") @ w
+
+    assert traffic(named, X, W)["bytes"] == 2 * 4 * N  # the name is the same tensor, written once
+
+    def halves(x, w):
+        return (x[:, :256] * x[:, 256:]) @ w
+
+    half_w = jax.ShapeDtypeStruct((256, 512), jnp.float32)
+    assert traffic(halves, X, half_w)["bytes"] == 4 * N + 4 * N // 2  # x read once; the product written
+
+
 def test_a_row_norm_fuses_with_its_consumers_and_a_column_sum_ends_its_kernel():
     def norm_then_matmul(x, w):
         y = x - jnp.mean(x, axis=-1, keepdims=True)
