@@ -68,32 +68,36 @@ fi
 """
 
 
-def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
+def run_ab(tmp_path, **env) -> tuple[list[list[str]], subprocess.CompletedProcess]:
+    """Runs ab_recipe.sh into tmp_path/runs and tmp_path/out with a stand-in jaxsora that logs
+    "CUDA_VISIBLE_DEVICES args" and writes an eval JSON; returns the logged calls and the result."""
     log = tmp_path / "calls.txt"
     fake = tmp_path / "fake_jaxsora"
     fake.write_text(FAKE_EVAL.format(log=log))
     fake.chmod(0o755)
-    out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "JAXSORA": str(fake),
-        "ARMS": "a b c",
-        "ARM_B": "--config.patch=(1,1,1)",
-        "VAE_C": "--config.vae_train.latent_noise=0.6",
-        "ENV_C": "CLIPS=123",
-        "EXTRA_EVALS": "--guidance 7;--sampler heun",
-        "EXTRA_A": "",
-    }
     res = subprocess.run(
-        ["bash", "experiments/synthetic/ab_recipe.sh", str(tmp_path / "runs"), str(out)],
+        ["bash", "experiments/synthetic/ab_recipe.sh", str(tmp_path / "runs"), str(tmp_path / "out")],
         cwd=REPO,
-        env=env,
+        env={**os.environ, "JAXSORA": str(fake), **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
-    calls = [line.split() for line in log.read_text().splitlines()]
+    return [line.split() for line in log.read_text().splitlines()], res
+
+
+def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
+    out = tmp_path / "out"
+    calls, _ = run_ab(
+        tmp_path,
+        ARMS="a b c",
+        ARM_B="--config.patch=(1,1,1)",
+        VAE_C="--config.vae_train.latent_noise=0.6",
+        ENV_C="CLIPS=123",
+        EXTRA_EVALS="--guidance 7;--sampler heun",
+        EXTRA_A="",
+    )
     by_arm = {
         arm: [c for c in calls if any(a.startswith(str(tmp_path / "runs" / arm) + "/") for a in c)]
         for arm in "abc"
@@ -117,7 +121,8 @@ def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
         "eval_dit_c_x1.json",
         "eval_dit_c_x2.json",
     ]
-    assert ["--guidance", "7"] == [a for a in [c for c in by_arm["b"] if c[1] == "eval-dit"][1][-2:]]
+    evals_b = [c for c in by_arm["b"] if c[1] == "eval-dit"]  # the recipe's, then the two extra ones
+    assert evals_b[1][-2:] == ["--guidance", "7"] and evals_b[2][-2:] == ["--sampler", "heun"]
     summary = (out / "summary.txt").read_text().splitlines()
     assert len(summary) == 7
     assert "shape 75%" in summary[0] and "stars 3/4 (s 1/2 l 2/2)" in summary[0]
@@ -137,10 +142,6 @@ def test_ab_recipe_rejects_a_bad_arm_name(tmp_path):
 
 
 def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_path):
-    log = tmp_path / "calls.txt"
-    fake = tmp_path / "fake_jaxsora"
-    fake.write_text(FAKE_EVAL.format(log=log))
-    fake.chmod(0o755)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
@@ -148,23 +149,10 @@ def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_p
         '#!/usr/bin/env bash\necho "GPU 0: NVIDIA H200 (UUID: a)"\necho "GPU 1: NVIDIA H200 (UUID: b)"\n'
     )
     smi.chmod(0o755)
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "JAXSORA": str(fake),
-        "ARMS_FILE": "experiments/synthetic/arms/stars.sh",
-    }
-    res = subprocess.run(
-        ["bash", "experiments/synthetic/ab_recipe.sh", str(tmp_path / "runs"), str(tmp_path / "out")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    calls, res = run_ab(
+        tmp_path, PATH=f"{bin_dir}:{os.environ['PATH']}", ARMS_FILE="experiments/synthetic/arms/stars.sh"
     )
-    assert res.returncode == 0, res.stderr
     assert "2 GPUs for 8 arms: running control p1; skipped p1_shift6" in res.stdout
-    calls = [line.split() for line in log.read_text().splitlines()]
     (train_p1,) = [c for c in calls if c[1] == "train" and str(tmp_path / "runs" / "p1" / "dit") in c]
     assert "--config.patch=(1,1,1)" in train_p1 and "--config.packing.seq_len=2560" in train_p1
     assert sorted(p.name for p in (tmp_path / "out").glob("eval_dit_*.json")) == [
