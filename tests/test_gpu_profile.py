@@ -34,6 +34,11 @@ def test_scope_of_folds_layers_and_tells_forward_from_backward():
         'stack_frame_id=2}\n  ROOT %dot.1 = f32[2,2]{1,0} dot(%a, %b), metadata={op_name="jit(f)/M/dot"}'
     )
     assert names == {"fusion.3": "jit(f)/jvp(M)/tanh", "dot.1": "jit(f)/M/dot"}
+    # A kernel inside a CUDA graph carries the command buffer's hlo_op: matched by its own name instead.
+    names["command_buffer.1"] = "jit(f)/M/dot"
+    event = {"name": "fusion_3", "args": {"hlo_op": "command_buffer.1"}}
+    assert gpu_profile._hlo_op(event, names) == "fusion.3"
+    assert gpu_profile._hlo_op({"name": "nvjet_sm90_tst", "args": {}}, names) is None
 
 
 def test_profile_sums_kernels_per_scope(tmp_path):

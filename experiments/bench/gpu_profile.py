@@ -85,9 +85,10 @@ def _trace_file(log_dir: pathlib.Path) -> pathlib.Path:
 
 def _hlo_op(event: dict, names: dict[str, str]) -> str | None:
     """The HLO instruction of a kernel event: the trace's ``hlo_op`` argument, else the kernel's name
-    (XLA names fusion kernels after their instruction, ``.`` written ``_``)."""
+    (XLA names fusion kernels after their instruction, ``.`` written ``_``). Kernels that a CUDA graph
+    launches carry their command buffer's ``hlo_op``, not their own: those are matched by name."""
     op = event.get("args", {}).get("hlo_op")
-    if op in names:
+    if op in names and not op.startswith("command_buffer"):
         return op
     name = event["name"]
     for candidate in (name, re.sub(r"_(\d+)$", r".\1", name)):
