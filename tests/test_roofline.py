@@ -15,12 +15,7 @@ W = jax.ShapeDtypeStruct((512, 512), jnp.float32)
 
 
 def traffic(fn, *args):
-    closed = jax.make_jaxpr(fn)(*args)
-    prog = roofline.Program()
-    env = {v: prog.tensor(v.aval, -1) for v in [*closed.jaxpr.constvars, *closed.jaxpr.invars]}
-    roofline.flatten(closed.jaxpr, prog, env)
-    outputs = [env[v] for v in closed.jaxpr.outvars if v in env]
-    prog.drop_dead(outputs)
+    prog, outputs = roofline.Program.from_jaxpr(jax.make_jaxpr(fn)(*args))
     return roofline.bound(prog, outputs)
 
 
@@ -82,10 +77,7 @@ def test_attention_stand_in_has_cudnns_inputs_and_outputs():
     def loss(q, k, v):
         return jnp.sum(kernel(q, k, v).astype(jnp.float32))
 
-    jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(q, q, q).jaxpr
-    prog = roofline.Program()
-    env = {v: prog.tensor(v.aval, -1) for v in jaxpr.invars}
-    roofline.flatten(jaxpr, prog, env)
+    prog, _ = roofline.Program.from_jaxpr(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(q, q, q))
     calls = [op for op in prog.ops if op.prim == "pure_callback"]
     forward = 4.0 * 2 * 4 * 64 * 64 * 32
     assert [op.flops for op in calls] == [forward, 2 * forward]

@@ -63,16 +63,29 @@ class Op:
     outs: list[int]
     scope: str
     flops: float = 0.0
+    axes: tuple[int, ...] = ()  # reductions: the reduced axes
     row_local: bool = True  # reductions: over the last axis only
 
 
 class Program:
-    """A flat list of ops over integer tensor ids, with each tensor's bytes and producer."""
+    """A flat list of ops over integer tensor ids, with each tensor's shape and dtype, bytes and producer."""
 
     def __init__(self):
         self.ops: list[Op] = []
         self.nbytes: list[int] = []
+        self.avals: list = []
         self.producer: list[int] = []  # op index, -1 for the step's inputs and constants
+
+    @classmethod
+    def from_jaxpr(cls, closed) -> tuple[Program, list[int]]:
+        """The flattened program of a ``ClosedJaxpr`` without its dead ops, and its outputs' tensor ids."""
+        prog = cls()
+        jaxpr = closed.jaxpr
+        env = {v: prog.tensor(v.aval, -1) for v in [*jaxpr.constvars, *jaxpr.invars]}
+        flatten(jaxpr, prog, env)
+        outputs = [env[v] for v in jaxpr.outvars if v in env]
+        prog.drop_dead(outputs)
+        return prog, outputs
 
     def drop_dead(self, outputs: list[int]) -> None:
         """Removes ops whose results nothing uses (as XLA would): the trace keeps them."""
@@ -95,6 +108,7 @@ class Program:
     def tensor(self, aval, producer: int) -> int:
         size = int(np.prod(aval.shape)) * np.dtype(aval.dtype).itemsize if hasattr(aval, "shape") else 0
         self.nbytes.append(size)
+        self.avals.append(aval)
         self.producer.append(producer)
         return len(self.nbytes) - 1
 
@@ -164,8 +178,8 @@ def flatten(jaxpr, prog: Program, env: dict, stack: str = "") -> None:
         elif op.prim == "pure_callback":
             op.flops = _attention_flops(eqn)
         elif op.prim in REDUCTIONS:
-            rank = len(eqn.invars[0].aval.shape)
-            op.row_local = tuple(eqn.params.get("axes", ())) == (rank - 1,)
+            op.axes = tuple(eqn.params.get("axes", ()))
+            op.row_local = op.axes == (len(eqn.invars[0].aval.shape) - 1,)
         prog.ops.append(op)
 
 
@@ -348,7 +362,12 @@ def opaque_attention():
     return lambda q, k, v, q_seg=None, kv_seg=None: kernel(q, k, v)
 
 
-def trace_step(depth: int, batch: int, latent: str, text_tokens: int, params_dtype: str):
+def trace_step(
+    depth: int, batch: int, latent: str, text_tokens: int, params_dtype: str, optimizer: bool = True
+):
+    """The closed jaxpr of the B=8 benchmark step (DiT at ``configs/wan13b_shape.py`` unrolled, MSE, gradient,
+    and with ``optimizer`` the trainer's AdamW), attention swapped for :func:`opaque_attention`; with the
+    parameter count and (batch, tokens a row)."""
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
@@ -377,16 +396,20 @@ def trace_step(depth: int, batch: int, latent: str, text_tokens: int, params_dty
     tx = make_unscaled_optimizer(load_config(str(REPO / "configs" / "wan13b_shape.py")).train.optim)
     opt = jax.eval_shape(tx.init, params)
 
-    def step(params, opt, x, t, pos, text, y):
-        def loss_fn(p):
-            return jnp.mean(jnp.square(model.apply({"params": p}, x, t, pos, text) - y))
+    def loss_fn(p, x, t, pos, text, y):
+        return jnp.mean(jnp.square(model.apply({"params": p}, x, t, pos, text) - y))
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+    def step(params, opt, x, t, pos, text, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, t, pos, text, y)
         updates, opt = tx.update(grads, opt, params)
         return optax.apply_updates(params, jax.tree.map(lambda u: -1e-5 * u, updates)), opt, loss
 
     n_params = sum(math.prod(p.shape) for p in jax.tree.leaves(params))
-    return jax.make_jaxpr(step)(params, opt, x, t, pos, text, x).jaxpr, n_params, (b, n)
+    if optimizer:
+        closed = jax.make_jaxpr(step)(params, opt, x, t, pos, text, x)
+    else:
+        closed = jax.make_jaxpr(jax.grad(loss_fn))(params, x, t, pos, text, x)
+    return closed, n_params, (b, n)
 
 
 def main(argv=None):
@@ -431,12 +454,8 @@ def main(argv=None):
             raise SystemExit("--no-recompute must patch jax.checkpoint before jaxsora.models is imported")
         jax.checkpoint = lambda fun=None, **kw: fun if fun is not None else (lambda f: f)
 
-    jaxpr, n_params, (b, n) = trace_step(args.depth, args.batch, args.latent, args.text_tokens, args.params)
-    prog = Program()
-    env = {v: prog.tensor(v.aval, -1) for v in [*jaxpr.constvars, *jaxpr.invars]}
-    flatten(jaxpr, prog, env)
-    outputs = [env[v] for v in jaxpr.outvars if v in env]
-    prog.drop_dead(outputs)
+    closed, n_params, (b, n) = trace_step(args.depth, args.batch, args.latent, args.text_tokens, args.params)
+    prog, outputs = Program.from_jaxpr(closed)
     r = bound(prog, outputs)
     mm = args.matmul_ms / 1e3 if args.matmul_ms else r["matmul_flops"] / (args.matmul_tflops * 1e12)
     at = (
