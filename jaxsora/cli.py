@@ -106,7 +106,8 @@ def _run_eval(command: str, evaluate, args, overrides, keys: tuple[str, ...]) ->
     summary = evaluate(args.workdir, **{k: getattr(args, k) for k in keys})
     print(json.dumps(summary, indent=2))
     out = command.replace("-", "_")
-    print(f"per-case results in {args.workdir}/{out}.json, sample gifs in {args.workdir}/{out}/")
+    sheet = f", a labelled contact sheet in {args.workdir}/{out}/sheet.png" if command == "eval-dit" else ""
+    print(f"per-case results in {args.workdir}/{out}.json, sample gifs in {args.workdir}/{out}/{sheet}")
 
 
 def _add_eval_arguments(p, *, num: int, seed: int, what: str) -> None:

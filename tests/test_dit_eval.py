@@ -49,3 +49,36 @@ def test_a_blank_video_scores_nothing_and_training_captions_are_skipped():
     assert all(v.startswith("0 / ") for v in _by_shape(read).values())
     skipped = held_out_prompts(3, seed=7, sizes=[(64, 64)], frames=5, exclude={items[0]["prompt"]})
     assert items[0]["prompt"] not in {it["prompt"] for it in skipped}
+
+
+def test_contact_sheet_shows_each_frame_and_marks_misread_shapes():
+    from jaxsora.train.eval_sheet import LINE, RIGHT, WRONG, contact_sheet, label_lines
+
+    items = held_out_prompts(3, seed=2_000_003, sizes=[(64, 48), (48, 64)], frames=5)
+    frames, reads = [], []
+    for it in items:
+        read: list[dict] = []
+        score(it["frames"], it, read)
+        frames.append(it["frames"][2])
+        reads.append(read)
+    # The second video's first object read as another shape, its third's as nothing found.
+    wrong = dict(
+        reads[1][0]["got"], shape="circle" if reads[1][0]["asked"]["shape"] != "circle" else "square"
+    )
+    reads[1][0] = {"asked": reads[1][0]["asked"], "got": wrong}
+    reads[2][0] = {"asked": reads[2][0]["asked"], "got": None}
+    lines = [label_lines(r) for r in reads]
+    assert lines[1][0][1] == WRONG and f"-> {wrong['shape']}" in lines[1][0][0]
+    assert lines[2][0][1] == WRONG and lines[2][0][0].endswith("-> none")
+    for (_, colour), r in zip(lines[0], reads[0], strict=True):  # untouched reads: green where read right
+        assert (colour == RIGHT) == (r["got"] is not None and r["got"]["shape"] == r["asked"]["shape"])
+
+    sheet = np.asarray(contact_sheet(frames, reads, columns=2))
+    tile_h = 64 + LINE * max(len(x) for x in lines) + 4
+    tile_w = sheet.shape[1] // 2
+    assert sheet.shape[0] == 2 * tile_h and tile_w >= 64
+    for i, frame in enumerate(frames):  # each tile holds its frame unchanged, top left
+        x, y = (i % 2) * tile_w, (i // 2) * tile_h
+        np.testing.assert_array_equal(sheet[y : y + frame.shape[0], x : x + frame.shape[1]], frame)
+    label_1 = sheet[64:tile_h, tile_w : 2 * tile_w].reshape(-1, 3)  # second tile's labels: some in red
+    assert (np.abs(label_1.astype(int) - WRONG).sum(-1) < 60).any()

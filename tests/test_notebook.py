@@ -114,6 +114,28 @@ def test_quickstart_notebook_runs_end_to_end(tmp_path, monkeypatch, capsys):
         settings = json.loads((tmp_path / folder / "sample.json").read_text())
         assert settings["mode"] == folder and settings["frames"] == [frames]
         assert video_io.probe(tmp_path / folder / "sample0.mp4")[:3] == (frames, 32, 48)
+    # ... scored by `jaxsora eval-dit`: its JSON, and every sample on the labelled contact sheet.
+    evaluation = [
+        "eval-dit",
+        "--workdir",
+        dit,
+        "--num",
+        "3",
+        "--sizes",
+        "48x32",
+        "--frames",
+        "5",
+        "--steps",
+        "2",
+    ]
+    assert cli.main(evaluation) == 0
+    result = json.loads((out / "dit" / "eval_dit.json").read_text())
+    assert result["summary"]["videos"] == len(result["videos"]) == 3
+    assert result["summary"]["settings"]["steps"] == 2 and 0 <= result["summary"]["shape_accuracy"] <= 1
+    from PIL import Image
+
+    with Image.open(out / "dit" / "eval_dit" / "sheet.png") as sheet:
+        assert sheet.width >= 3 * 48 and sheet.height > 32
     capsys.readouterr()
     for extra, message in (
         (["--loop", "--frames", "9"], "a loop's frames are its period: a multiple of 4"),

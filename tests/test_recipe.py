@@ -1,8 +1,14 @@
 """experiments/synthetic/recipe.sh's stage plumbing, with a stand-in for the jaxsora command (no GPU, no jax)."""
 
+import json
 import os
 import pathlib
+import shutil
+import signal
 import subprocess
+import sys
+import tarfile
+import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -64,8 +70,24 @@ if [ "$1" = eval-dit ]; then
   "shape_accuracy_by_shape_and_size": {{"star": {{"small": "1 / 2", "large": "2 / 2"}}}},
   "settings": {{"sampler": "euler", "steps": 30, "guidance": 4.0}}}}}}
 JSON
+  mkdir -p "$dir/eval_dit" && echo "png of $dir" > "$dir/eval_dit/sheet.png"
 fi
+[ "$1" != train ] || sleep "${{FAKE_TRAIN_S:-0}}"
 """
+
+
+def returned(out: pathlib.Path, into: pathlib.Path) -> dict[str, str]:
+    """What the device would return from OUT (at most 8 files), unpacked into ``into``: name -> text."""
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8, files
+    into.mkdir()
+    for name in files:
+        if name.endswith(".tar.gz") or name.endswith(".tar"):
+            with tarfile.open(out / name) as tar:
+                tar.extractall(into, filter="data")
+        else:
+            shutil.copy(out / name, into / name)
+    return {p.name: p.read_text() for p in into.iterdir()}
 
 
 def run_ab(tmp_path, **env) -> tuple[list[list[str]], subprocess.CompletedProcess]:
@@ -111,8 +133,11 @@ def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
     assert not any("latent_noise" in a for c in by_arm["a"] + by_arm["b"] for a in c)
     (encode_c,) = [c for c in by_arm["c"] if c[1] == "encode"]
     assert encode_c[encode_c.index("--max-clips") + 1] == "123"
+    # What comes back: summary.txt, arms.tar.gz (logs and eval JSONs) and sheets_1.tar (contact sheets).
+    assert sorted(p.name for p in out.iterdir()) == ["arms.tar.gz", "sheets_1.tar", "summary.txt"]
+    got = returned(out, tmp_path / "returned")
     # Extra evaluations: none for arm a (EXTRA_A=""), both for b and c.
-    assert sorted(p.name for p in out.glob("eval_dit_*.json")) == [
+    assert sorted(n for n in got if n.startswith("eval_dit_")) == [
         "eval_dit_a.json",
         "eval_dit_b.json",
         "eval_dit_b_x1.json",
@@ -121,9 +146,19 @@ def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
         "eval_dit_c_x1.json",
         "eval_dit_c_x2.json",
     ]
+    assert sorted(n for n in got if n.startswith("sheet_")) == [
+        "sheet_a.png",
+        "sheet_b.png",
+        "sheet_b_x1.png",
+        "sheet_b_x2.png",
+        "sheet_c.png",
+        "sheet_c_x1.png",
+        "sheet_c_x2.png",
+    ]
+    assert {"log_a.txt", "log_b.txt", "log_c.txt"} <= set(got)
     evals_b = [c for c in by_arm["b"] if c[1] == "eval-dit"]  # the recipe's, then the two extra ones
     assert evals_b[1][-2:] == ["--guidance", "7"] and evals_b[2][-2:] == ["--sampler", "heun"]
-    summary = (out / "summary.txt").read_text().splitlines()
+    summary = got["summary.txt"].splitlines()
     assert len(summary) == 7
     assert "shape 75%" in summary[0] and "stars 3/4 (s 1/2 l 2/2)" in summary[0]
     assert "evaluated at" in summary[0]  # from the arm's log, log_a.txt
@@ -155,7 +190,74 @@ def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_p
     assert "2 GPUs for 8 arms: running control p1; skipped p1_shift6" in res.stdout
     (train_p1,) = [c for c in calls if c[1] == "train" and str(tmp_path / "runs" / "p1" / "dit") in c]
     assert "--config.patch=(1,1,1)" in train_p1 and "--config.packing.seq_len=2560" in train_p1
-    assert sorted(p.name for p in (tmp_path / "out").glob("eval_dit_*.json")) == [
+    got = returned(tmp_path / "out", tmp_path / "returned")
+    assert sorted(n for n in got if n.startswith("eval_dit_")) == [
         "eval_dit_control.json",
         "eval_dit_p1.json",
     ]
+
+
+def test_ab_recipe_stopped_at_the_time_limit_returns_the_logs_so_far(tmp_path):
+    # Eight arms (more files than the device returns) whose DiT training outlasts the call: on SIGTERM, OUT
+    # gets the arms' logs so far, packed.
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "fake_jaxsora"
+    fake.write_text(FAKE_EVAL.format(log=log))
+    fake.chmod(0o755)
+    arms = " ".join(f"a{i}" for i in range(8))
+    printed = tmp_path / "printed.txt"
+    with printed.open("w") as sink:  # a file, not a pipe: the arms still running keep their output open
+        proc = subprocess.Popen(
+            ["bash", "experiments/synthetic/ab_recipe.sh", str(tmp_path / "runs"), str(tmp_path / "out")],
+            cwd=REPO,
+            env={**os.environ, "JAXSORA": str(fake), "ARMS": arms, "FAKE_TRAIN_S": "60"},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not log.exists() or log.read_text().count(" train ") < 8:
+            assert time.monotonic() < deadline, "the arms never reached their DiT training"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # the main script only, as a shell's `timeout` would
+        proc.wait(timeout=40)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the arms' stand-ins still sleeping
+    stdout = printed.read_text()
+    assert proc.returncode == 143, stdout
+    assert "stopped by a signal" in stdout
+    got = returned(tmp_path / "out", tmp_path / "returned")
+    assert sorted(got) == [f"log_a{i}.txt" for i in range(8)]  # no evaluation yet: the logs alone
+    assert all("[recipe] VAE trained" in got[f"log_a{i}.txt"] for i in range(8))
+
+
+def test_ab_summary_pools_shape_reads_over_eval_files(tmp_path):
+    def obj(shape, size, got, scores):
+        return {
+            "asked": {"shape": shape, "size": size},
+            "got": None if got is None else {"shape": got, "shape_scores": scores},
+        }
+
+    first = [
+        obj("star", "small", "circle", {"star": 0.6, "circle": 0.7}),
+        obj("star", "small", "star", {"star": 0.8, "circle": 0.5}),
+    ]
+    second = [obj("star", "small", None, {}), obj("circle", "large", "circle", {"circle": 0.9, "star": 0.4})]
+    files = []
+    for i, read in enumerate((first, second)):
+        files.append(tmp_path / f"eval_dit_{i}.json")
+        files[-1].write_text(json.dumps({"summary": {}, "videos": [{"read": read}]}))
+    res = subprocess.run(
+        [sys.executable, "experiments/synthetic/ab_summary.py", "--shapes", *map(str, files)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in res.stdout.splitlines()[2:]}
+    assert list(rows) == ["circle, large", "star, small"]
+    # 1 of 3 small stars read right; median asked-shape score over the two scored ones 0.7, best 0.75.
+    assert rows["star, small"] == "| star, small | 1 / 3 (33%) | 0.70 | 0.75 | circle 1, not found 1 |"
+    assert rows["circle, large"] == "| circle, large | 1 / 1 (100%) | 0.90 | 0.90 | - |"

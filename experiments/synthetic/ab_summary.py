@@ -5,6 +5,11 @@ only, so it runs where the recipe ran (ab_recipe.sh calls it on its OUT folder).
 
     python experiments/synthetic/ab_summary.py OUT/eval_dit_*.json
     python experiments/synthetic/ab_summary.py experiments/synthetic/results/ab_eval_dit_2026-11-24p_*.json
+
+``--shapes`` prints instead one table pooled over the files: per asked shape and size, how often it was read
+right, the median score of the asked shape (``describe``'s soft IoU of the object with that shape's template:
+~0.9-1.0 for a cleanly drawn object) and of the best-scoring shape, and what the misses were read as. Compare
+``python experiments/synthetic/describe_ceiling.py``, which scores the true clips under blur the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import json
 import pathlib
 import re
+import statistics
 import sys
 
 SIZES = ("small", "medium", "large")
@@ -62,6 +68,46 @@ def summary_line(path: pathlib.Path) -> str:
     )
 
 
+def shape_table(paths: list[pathlib.Path]) -> list[str]:
+    """The ``--shapes`` table (markdown) over the prompt objects of every file."""
+    rows: dict[tuple[str, str], list[tuple[bool, float | None, float | None, str | None]]] = {}
+    for path in paths:
+        for video in json.loads(path.read_text())["videos"]:
+            for obj in video.get("read", []):
+                asked, got = obj["asked"], obj["got"]
+                scores = (got or {}).get("shape_scores") or {}
+                rows.setdefault((asked["shape"], asked["size"]), []).append(
+                    (
+                        got is not None and got["shape"] == asked["shape"],
+                        scores.get(asked["shape"]),
+                        max(scores.values()) if scores else None,
+                        got["shape"] if got else None,
+                    )
+                )
+
+    def median(values: list[float | None]) -> str:
+        kept = [v for v in values if v is not None]
+        return f"{statistics.median(kept):.2f}" if kept else "-"
+
+    out = [
+        "| asked shape, size | read right | median score of the asked shape | median best score | misses read as |",
+        "|---|---:|---:|---:|---|",
+    ]
+    order = {s: i for i, s in enumerate(SIZES)}
+    for (shape, size), entries in sorted(rows.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9))):
+        right = sum(e[0] for e in entries)
+        misses: dict[str, int] = {}
+        for e in entries:
+            if not e[0]:
+                misses[e[3] or "not found"] = misses.get(e[3] or "not found", 0) + 1
+        missed = ", ".join(f"{k} {v}" for k, v in sorted(misses.items(), key=lambda kv: -kv[1]))
+        out.append(
+            f"| {shape}, {size} | {right} / {len(entries)} ({right / len(entries):.0%}) | "
+            f"{median([e[1] for e in entries])} | {median([e[2] for e in entries])} | {missed or '-'} |"
+        )
+    return out
+
+
 def _log_name(path: pathlib.Path) -> str:
     """``log_<arm>.txt`` for ``eval_dit_<arm>.json`` and ``eval_dit_<arm>_x<k>.json``."""
     arm = re.sub(r"_x\d+$", "", path.stem.removeprefix("eval_dit_"))
@@ -71,7 +117,15 @@ def _log_name(path: pathlib.Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", type=pathlib.Path, help="eval_dit JSON files")
+    parser.add_argument(
+        "--shapes",
+        action="store_true",
+        help="one table pooled over the files: shape reads per asked shape, size",
+    )
     args = parser.parse_args(argv)
+    if args.shapes:
+        print("\n".join(shape_table(args.files)))
+        return 0
     status = 0
     for path in args.files:
         try:

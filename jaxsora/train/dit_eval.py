@@ -5,8 +5,9 @@ clips (another world seed than training's; any caption seen verbatim in the trai
 rendered at the evaluation sizes so each prompt comes with its ground truth. Each prompt's video is generated
 (EMA weights, Euler or Heun + guidance), decoded with the VAE, read back by the world's analytic ``describe``,
 and matched object by object: colour, shape (for every object the prompt names) and motion direction (for
-objects that move); shape accuracy is also given per asked shape. A sample gallery (gifs) and
-``eval_dit.json`` are written to the workdir.
+objects that move); shape accuracy is also given per asked shape. A sample gallery (gifs), a contact sheet of
+every sample's middle frame labelled with what was asked and read (``eval_dit/sheet.png``,
+:mod:`jaxsora.train.eval_sheet`) and ``eval_dit.json`` are written to the workdir.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from jaxsora.data.synthetic.measure import as_uint8_video
 from jaxsora.sample import Generator, parse_size
 from jaxsora.train.checkpoint import Checkpointer, load_run_config
 from jaxsora.train.dit import DiTParts, read_latent_meta
+from jaxsora.train.eval_sheet import write_contact_sheet
 
 DIRECTIONS = set(vocab.DIRECTIONS)
 SIZE_ORDER = {size: i for i, size in enumerate(vocab.SIZE_CLASSES)}
@@ -178,6 +180,7 @@ def evaluate(
     t_generate = t_score = 0.0
     ceiling: dict[str, int] = {}
     ceiling_read: list[dict] = []
+    middle_frames: list[np.ndarray] = []
     for size in size_list:
         group = [it for it in items if tuple(it["size"]) == size]
         for start in range(0, len(group), batch):
@@ -202,6 +205,7 @@ def evaluate(
                 for k, v in counts.items():
                     totals[k] = totals.get(k, 0) + int(v)
                 per_item.append({"prompt": it["prompt"], "size": list(size), **counts, "read": objects})
+                middle_frames.append(as_uint8_video(video)[len(video) // 2])
                 if len(per_item) <= gallery:
                     _write_gif(out_dir / f"sample{len(per_item) - 1:02d}.gif", video)
             if vae_ceiling:  # the same scoring on the prompts' true clips after a VAE round trip
@@ -214,6 +218,8 @@ def evaluate(
             t_generate += t1 - t0
             bar.update(len(chunk))
     bar.close()
+    if per_item:
+        write_contact_sheet(out_dir / "sheet.png", middle_frames, [it["read"] for it in per_item])
     summary = {
         "videos": len(per_item),
         "moving_objects_read_as": _motion_outcomes(per_item),
