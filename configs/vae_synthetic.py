@@ -42,6 +42,7 @@ def get_config():
     v.conv2d_levels = 0
     v.decoder_extra_blocks = 1
     v.pixel_shortcut = True  # block colours end to end: flat regions exact from the start, at any size
+    v.pixel_shortcut_upsample = "nearest"  # or "linear": off latents blur instead of showing 8x8 blocks
     v.logvar_init = -8.0  # a near-deterministic posterior from the start (KL still applies)
 
     t = config.vae_train

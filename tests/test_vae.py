@@ -1,5 +1,7 @@
 """The causal VAE: shapes, causality, chunked == one-shot, tiling."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import model_params
@@ -182,3 +184,37 @@ def test_latent_noise_perturbs_each_clip_by_up_to_its_share_of_the_channel_sprea
     per_clip = (np.asarray(z - mean) / channel_std).reshape(x.shape[0], -1).std(1)
     assert np.all(per_clip < 0.5 * 1.2) and np.all(per_clip > 0)
     assert per_clip.max() - per_clip.min() > 0.05  # each clip draws its own share
+
+
+def test_linear_pixel_shortcut_interpolates_block_colours_and_keeps_flat_regions_exact():
+    from jaxsora.models.vae import block_upsample
+
+    # One row of block colours 0, 1, 3 (blocks of 4): nearest repeats them; linear ramps between the block
+    # centres (pixel i at block coordinate (i + 0.5) / 4 - 0.5) and holds the end blocks' colours outside them.
+    z = jnp.asarray([0.0, 1.0, 3.0]).reshape(1, 1, 1, 3, 1) * jnp.ones((1, 1, 2, 1, 1))
+    near = np.asarray(block_upsample(z, 4, 1, True))[0, 0, 0, :, 0]
+    lin = np.asarray(block_upsample(z, 4, 1, True, "linear"))[0, 0, 0, :, 0]
+    np.testing.assert_allclose(near, [0, 0, 0, 0, 1, 1, 1, 1, 3, 3, 3, 3])
+    u = np.clip((np.arange(12) + 0.5) / 4 - 0.5, 0, 2)
+    np.testing.assert_allclose(lin, np.interp(u, [0, 1, 2], [0, 1, 3]), atol=1e-6)
+    assert np.asarray(block_upsample(z, 4, 1, True, "linear")).shape == (1, 1, 8, 12, 1)
+    # Each block's mean is kept wherever the colours are flat; time is laid out as nearest does.
+    flat = jnp.ones((1, 2, 3, 2, 3)) * jnp.array([0.3, -0.6, 0.9])
+    np.testing.assert_allclose(
+        np.asarray(block_upsample(flat, 8, 4, True, "linear")),
+        np.asarray(block_upsample(flat, 8, 4, True)),
+        atol=1e-6,
+    )
+    # A whole VAE with it codes flat clips exactly at init, as with nearest.
+    cfg = dataclasses.replace(CFG_PATCH, pixel_shortcut_upsample="linear")
+    x = jnp.ones((1, 5, 16, 24, 3)) * jnp.array([0.3, -0.6, 0.9])
+    params = model_params.init(VAE(cfg), {"params": jax.random.key(0), "noise": jax.random.key(1)}, x)
+    codec = VideoCodec(cfg, params)
+    np.testing.assert_allclose(np.asarray(codec.decode(codec.encode(x))), np.asarray(x), atol=1e-6)
+    # Streaming the decoder a latent frame at a time gives the one-shot decode (the change is per frame).
+    codec = VideoCodec(cfg, model_params.perturbed(params, 0.05, seed=2))
+    z = codec.encode(video(9, 16, 24, seed=5))
+    full, chunked = codec.decode(z), codec.decode(z, chunk_latents=1)
+    assert float(jnp.max(jnp.abs(full - chunked))) <= 1e-5
+    with pytest.raises(ValueError, match="pixel_shortcut_upsample"):
+        dataclasses.replace(CFG_PATCH, pixel_shortcut_upsample="cubic")

@@ -6,6 +6,12 @@ per-clip mean colour as a baseline.
 
     python experiments/synthetic/vae_cpu_ablation.py --steps 300 --size 32 --frames 9 \\
         --variant 'base:' --variant 'pixel:vae.pixel_shortcut=true,vae.logvar_init=-8.0'
+
+``--latent-noise S`` also decodes every test latent perturbed by Gaussian noise of S times each channel's
+standard deviation (over the test clips), as a diffusion model's latents are slightly off, and reports the
+per-clip PSNR against the clip and the perturbation's **blockiness** at the larger test size: the mean jump of
+the change (perturbed minus clean decode) between neighbouring pixels across the VAE's block edges (every
+``spatial_factor`` pixels), over the mean jump inside blocks. ~1: the change is smooth; >> 1: it shows as blocks.
 """
 
 from __future__ import annotations
@@ -46,6 +52,24 @@ def per_clip_psnr(codec: VideoCodec, x: np.ndarray) -> float:
     return float(np.mean(out))
 
 
+def perturbed(codec: VideoCodec, x: np.ndarray, sigma: float, seed: int = 0) -> tuple[float, float]:
+    """(per-clip PSNR, blockiness) of decoding ``x``'s latents plus noise of ``sigma`` channel deviations."""
+    zs = [codec.encode(jnp.asarray(x[i : i + 8])) for i in range(0, len(x), 8)]
+    std = jnp.std(jnp.concatenate(zs), axis=(0, 1, 2, 3))
+    psnr, edge, inside = [], [], []
+    s = codec.cfg.spatial_factor
+    for k, z in enumerate(zs):
+        noise = jax.random.normal(jax.random.key(seed + k), z.shape) * std * sigma
+        clean, off = codec.decode(z), codec.decode(z + noise)
+        v = jnp.asarray(x[8 * k : 8 * k + 8])
+        psnr += [float(p) for p in metrics_lib.psnr(jnp.clip(off, -1, 1), v)]
+        jump = np.abs(np.diff(np.asarray(off - clean), axis=3))  # along width, [B, T, H, W - 1, 3]
+        at_edge = (np.arange(jump.shape[3]) % s) == s - 1
+        edge.append(jump[:, :, :, at_edge].mean())
+        inside.append(jump[:, :, :, ~at_edge].mean())
+    return float(np.mean(psnr)), float(np.mean(edge) / max(np.mean(inside), 1e-12))
+
+
 def mean_colour_psnr(x: np.ndarray) -> float:
     m = np.broadcast_to(x.mean(axis=(1, 2, 3), keepdims=True), x.shape)
     return float(np.mean(10 * np.log10(4.0 / np.mean((m - x) ** 2, axis=(1, 2, 3, 4)))))
@@ -62,15 +86,25 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--channels", type=int, default=16, help="vae.channels for every variant")
     parser.add_argument("--variant", action="append", required=True, help="NAME:OVERRIDES")
+    parser.add_argument(
+        "--latent-noise",
+        type=float,
+        default=0.0,
+        help="also decode latents perturbed by this many channel stds",
+    )
     args = parser.parse_args()
     train_x = clips(0, 256, args.size, args.frames)
     tests = {s: clips(99, 32, s, args.frames) for s in (args.size, 2 * args.size)}
     images = {s: x[:, :1] for s, x in tests.items()}  # first frames: coded exactly as images are
     head = " | ".join(f"{s}x{s} videos / first frames" for s in tests)
-    print(f"| variant ({args.steps} steps, batch {args.batch}) | {head} | seconds |")
-    print("|---|" + "---|" * len(tests) + "---:|")
+    big = 2 * args.size
+    noisy = (
+        f" latents + {args.latent_noise:g} std: {big}x{big} PSNR, blockiness |" if args.latent_noise else ""
+    )
+    print(f"| variant ({args.steps} steps, batch {args.batch}) | {head} |{noisy} seconds |")
+    print("|---|" + "---|" * len(tests) + ("---|" if noisy else "") + "---:|")
     base = " | ".join(f"{mean_colour_psnr(tests[s]):.2f} / {mean_colour_psnr(images[s]):.2f}" for s in tests)
-    print(f"| per-clip mean colour | {base} | |", flush=True)
+    print(f"| per-clip mean colour | {base} |{' |' if noisy else ''} |", flush=True)
     for spec in args.variant:
         name, _, overrides = spec.partition(":")
         config = load_config(args.config, [f"vae.channels={args.channels}", *split_overrides(overrides)])
@@ -93,6 +127,9 @@ def main():
         cells = " | ".join(
             f"{per_clip_psnr(codec, tests[s]):.2f} / {per_clip_psnr(codec, images[s]):.2f}" for s in tests
         )
+        if args.latent_noise:
+            psnr, blockiness = perturbed(codec, tests[big], args.latent_noise)
+            cells += f" | {psnr:.2f}, {blockiness:.2f}"
         print(f"| {name} | {cells} | {seconds:.0f} |", flush=True)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Dtype = Any
@@ -51,6 +52,10 @@ class VAEConfig:
     # End-to-end colour shortcut: latent channels 0-2 carry each block's mean colour (plus a learned
     # correction), and the decoder adds them back, upsampled, to its (zero-initialised) output.
     pixel_shortcut: bool = False
+    # How the decoder spreads each block colour over its block: "nearest" (repeated: a latent the decoder's
+    # networks do not match shows as 8x8 blocks) or "linear" (bilinear between block centres, edges clamped:
+    # such a latent shows as a smooth blur). Flat regions are exact either way.
+    pixel_shortcut_upsample: str = "nearest"
     logvar_init: float = 0.0  # added to the posterior's log-variance (negative: start near-deterministic)
 
     def __post_init__(self):
@@ -64,6 +69,10 @@ class VAEConfig:
         if isinstance(self.num_res_blocks, tuple) and len(self.num_res_blocks) != len(self.channel_mult):
             raise ValueError(
                 f"num_res_blocks needs one count per level ({len(self.channel_mult)}), got {self.num_res_blocks}"
+            )
+        if self.pixel_shortcut_upsample not in ("nearest", "linear"):
+            raise ValueError(
+                f"vae.pixel_shortcut_upsample must be 'nearest' or 'linear', got {self.pixel_shortcut_upsample!r}"
             )
         if self.pixel_shortcut and self.latent_channels < 3:
             raise ValueError("vae.pixel_shortcut needs at least 3 latent channels (the block colours)")
@@ -238,12 +247,32 @@ def block_mean(x: jax.Array, s: int, f: int) -> jax.Array:
     return jnp.concatenate([head, rest], axis=1)
 
 
-def block_upsample(z: jax.Array, s: int, f: int, is_first: bool) -> jax.Array:
-    """The inverse layout of :func:`block_mean` (nearest): each latent voxel repeated over its ``s x s``
-    block and its ``f`` frames (the first latent frame of a clip over its one frame)."""
-    z = jnp.repeat(jnp.repeat(z, s, axis=2), s, axis=3)
+def block_upsample(z: jax.Array, s: int, f: int, is_first: bool, method: str = "nearest") -> jax.Array:
+    """The inverse layout of :func:`block_mean`: each latent voxel over its ``f`` frames (the first latent
+    frame of a clip over its one frame) and, in space, repeated over its ``s x s`` block (``nearest``) or
+    interpolated bilinearly between block centres, clamped at the frame's edges (``linear``)."""
+    if method == "linear":
+        z = _linear_up(_linear_up(z.astype(jnp.float32), s, axis=2), s, axis=3)
+    else:
+        z = jnp.repeat(jnp.repeat(z, s, axis=2), s, axis=3)
     z = jnp.repeat(z, f, axis=1)
     return z[:, f - 1 :] if is_first else z
+
+
+def _linear_up(z: jax.Array, s: int, axis: int) -> jax.Array:
+    """``z`` upsampled ``s`` times along ``axis``, linearly between the centres of its cells (output pixel
+    ``i`` sits at cell coordinate ``(i + 0.5) / s - 0.5``), clamped to the first and last cell at the ends:
+    a weighted sum of each cell and its neighbour, so constant stretches stay exact."""
+    n = z.shape[axis]
+    u = (np.arange(n * s) + 0.5) / s - 0.5
+    lo = np.clip(np.floor(u), 0, n - 1).astype(np.int32)
+    hi = np.clip(lo + 1, 0, n - 1)
+    w = np.clip(u - lo, 0.0, 1.0).astype(np.float32)
+    w[u < 0] = 0.0
+    shape = [1] * z.ndim
+    shape[axis] = n * s
+    w = jnp.asarray(w).reshape(shape)
+    return jnp.take(z, lo, axis=axis) * (1 - w) + jnp.take(z, hi, axis=axis) * w
 
 
 def space_to_channel(x: jax.Array, out_channels: int, temporal: bool) -> jax.Array:
@@ -409,7 +438,11 @@ class Decoder(nn.Module):
         out = patches_to_pixels(out.astype(jnp.float32), p)
         if cfg.pixel_shortcut:
             out = out + block_upsample(
-                z[..., :3].astype(jnp.float32), cfg.spatial_factor, cfg.temporal_factor, is_first
+                z[..., :3].astype(jnp.float32),
+                cfg.spatial_factor,
+                cfg.temporal_factor,
+                is_first,
+                cfg.pixel_shortcut_upsample,
             )
         return out
 
