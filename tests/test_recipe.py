@@ -187,7 +187,7 @@ def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_p
     calls, res = run_ab(
         tmp_path, PATH=f"{bin_dir}:{os.environ['PATH']}", ARMS_FILE="experiments/synthetic/arms/stars.sh"
     )
-    assert "2 GPUs for 8 arms: running control p1; skipped linear p1_linear" in res.stdout
+    assert "2 GPUs for 8 arms: running p1 control; skipped linear p1_linear" in res.stdout
     (train_p1,) = [c for c in calls if c[1] == "train" and str(tmp_path / "runs" / "p1" / "dit") in c]
     assert "--config.patch=(1,1,1)" in train_p1 and "--config.packing.seq_len=2560" in train_p1
     got = returned(tmp_path / "out", tmp_path / "returned")

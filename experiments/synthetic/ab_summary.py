@@ -52,8 +52,21 @@ def _training(log: pathlib.Path) -> str:
     return ", ".join(parts)
 
 
+def _misses(videos: list[dict]) -> str:
+    """'misses read as square 11, circle 8, none 1' over every prompt object whose shape was misread."""
+    counts: dict[str, int] = {}
+    for video in videos:
+        for obj in video.get("read", []):
+            got = obj["got"]["shape"] if obj["got"] else "none"
+            if got != obj["asked"]["shape"]:
+                counts[got] = counts.get(got, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    return "misses read as " + ", ".join(f"{k} {v}" for k, v in ranked) if counts else "no shape misses"
+
+
 def summary_line(path: pathlib.Path) -> str:
-    s = json.loads(path.read_text())["summary"]
+    result = json.loads(path.read_text())
+    s = result["summary"]
     settings = s.get("settings") or {}
     stars = (s.get("shape_accuracy_by_shape") or {}).get("star", "-")
     ceiling = (s.get("vae_ceiling_shape_accuracy_by_shape") or {}).get("star", "-")
@@ -61,6 +74,7 @@ def summary_line(path: pathlib.Path) -> str:
         f"{path.name}: colour {s['colour_accuracy']:.0%} shape {s['shape_accuracy']:.0%} "
         f"motion {s['motion_accuracy']:.0%} | stars {stars.replace(' ', '')} "
         f"({_per_size(s.get('shape_accuracy_by_shape_and_size'), 'star')}) "
+        f"| {_misses(result.get('videos', []))} "
         f"| VAE stars {ceiling.replace(' ', '')} "
         f"({_per_size(s.get('vae_ceiling_shape_accuracy_by_shape_and_size'), 'star')}) "
         f"| {settings.get('sampler', '?')} {settings.get('steps', '?')} steps, guidance {settings.get('guidance')}"
