@@ -12,6 +12,10 @@ standard deviation (over the test clips), as a diffusion model's latents are sli
 per-clip PSNR against the clip and the perturbation's **blockiness** at the larger test size: the mean jump of
 the change (perturbed minus clean decode) between neighbouring pixels across the VAE's block edges (every
 ``spatial_factor`` pixels), over the mean jump inside blocks. ~1: the change is smooth; >> 1: it shows as blocks.
+
+``--shapes N`` then codes the true clips of `jaxsora eval-dit`'s first N held-out prompts (128x128, 17 frames)
+and reads them back with ``describe``: shape accuracy and how many misses read as squares, after a clean round
+trip and (with ``--latent-noise``) with the latents perturbed as above.
 """
 
 from __future__ import annotations
@@ -70,6 +74,27 @@ def perturbed(codec: VideoCodec, x: np.ndarray, sigma: float, seed: int = 0) -> 
     return float(np.mean(psnr)), float(np.mean(edge) / max(np.mean(inside), 1e-12))
 
 
+def shape_reads(codec: VideoCodec, num: int, sigma: float) -> str:
+    """'shapes right/asked (squares k)' after a clean round trip and, with ``sigma``, perturbed latents."""
+    from jaxsora.train.dit_eval import held_out_prompts, score
+
+    items = held_out_prompts(num, seed=2_000_003, sizes=[(128, 128)], frames=17)
+    latents = [codec.encode(jnp.asarray(it["frames"][None].astype(np.float32) / 127.5 - 1.0)) for it in items]
+    std = jnp.std(jnp.concatenate(latents), axis=(0, 1, 2, 3))
+    cells = []
+    for s in (0.0, sigma) if sigma else (0.0,):
+        read: list[dict] = []
+        for k, (it, z) in enumerate(zip(items, latents, strict=True)):
+            z = z + jax.random.normal(jax.random.key(k), z.shape) * std * s if s else z
+            score(np.asarray(codec.decode(z)[0]), it, read)
+        right = sum(r["got"] is not None and r["got"]["shape"] == r["asked"]["shape"] for r in read)
+        squares = sum(
+            r["got"] is not None and r["got"]["shape"] == "square" != r["asked"]["shape"] for r in read
+        )
+        cells.append(f"{right}/{len(read)} (squares {squares})")
+    return " | ".join(cells)
+
+
 def mean_colour_psnr(x: np.ndarray) -> float:
     m = np.broadcast_to(x.mean(axis=(1, 2, 3), keepdims=True), x.shape)
     return float(np.mean(10 * np.log10(4.0 / np.mean((m - x) ** 2, axis=(1, 2, 3, 4)))))
@@ -92,6 +117,9 @@ def main():
         default=0.0,
         help="also decode latents perturbed by this many channel stds",
     )
+    parser.add_argument(
+        "--shapes", type=int, default=0, help="read back the true clips of this many eval-dit prompts"
+    )
     args = parser.parse_args()
     train_x = clips(0, 256, args.size, args.frames)
     tests = {s: clips(99, 32, s, args.frames) for s in (args.size, 2 * args.size)}
@@ -101,10 +129,15 @@ def main():
     noisy = (
         f" latents + {args.latent_noise:g} std: {big}x{big} PSNR, blockiness |" if args.latent_noise else ""
     )
-    print(f"| variant ({args.steps} steps, batch {args.batch}) | {head} |{noisy} seconds |")
-    print("|---|" + "---|" * len(tests) + ("---|" if noisy else "") + "---:|")
+    shapes = ""
+    if args.shapes:
+        shapes = " 128x128 shapes read right |" + (
+            f" with latents + {args.latent_noise:g} std |" if noisy else ""
+        )
+    print(f"| variant ({args.steps} steps, batch {args.batch}) | {head} |{noisy}{shapes} seconds |")
+    print("|---|" + "---|" * (len(tests) + bool(noisy) + shapes.count("|")) + "---:|")
     base = " | ".join(f"{mean_colour_psnr(tests[s]):.2f} / {mean_colour_psnr(images[s]):.2f}" for s in tests)
-    print(f"| per-clip mean colour | {base} |{' |' if noisy else ''} |", flush=True)
+    print(f"| per-clip mean colour | {base} |{' |' * (bool(noisy) + shapes.count('|'))} |", flush=True)
     for spec in args.variant:
         name, _, overrides = spec.partition(":")
         config = load_config(args.config, [f"vae.channels={args.channels}", *split_overrides(overrides)])
@@ -130,6 +163,8 @@ def main():
         if args.latent_noise:
             psnr, blockiness = perturbed(codec, tests[big], args.latent_noise)
             cells += f" | {psnr:.2f}, {blockiness:.2f}"
+        if args.shapes:
+            cells += " | " + shape_reads(codec, args.shapes, args.latent_noise)
         print(f"| {name} | {cells} | {seconds:.0f} |", flush=True)
 
 
