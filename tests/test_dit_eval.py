@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jaxsora.train.dit_eval import _by_shape, _motion_outcomes, held_out_prompts, score
+from jaxsora.train.dit_eval import _by_shape, _motion_outcomes, _shape_misses, held_out_prompts, score
 
 
 def test_true_clips_match_their_prompts():
@@ -67,6 +67,8 @@ def test_contact_sheet_shows_each_frame_and_marks_misread_shapes():
     )
     reads[1][0] = {"asked": reads[1][0]["asked"], "got": wrong}
     reads[2][0] = {"asked": reads[2][0]["asked"], "got": None}
+    misses = _shape_misses(o for r in reads for o in r)  # the two misreads, and any of the true clips'
+    assert misses.get("none", 0) >= 1 and sum(misses.values()) >= 2
     lines = [label_lines(r) for r in reads]
     assert lines[1][0][1] == WRONG and f"-> {wrong['shape']}" in lines[1][0][0]
     assert lines[2][0][1] == WRONG and lines[2][0][0].endswith("-> none")

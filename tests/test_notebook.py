@@ -132,6 +132,14 @@ def test_quickstart_notebook_runs_end_to_end(tmp_path, monkeypatch, capsys):
     result = json.loads((out / "dit" / "eval_dit.json").read_text())
     assert result["summary"]["videos"] == len(result["videos"]) == 3
     assert result["summary"]["settings"]["steps"] == 2 and 0 <= result["summary"]["shape_accuracy"] <= 1
+    for video in result["videos"]:  # each prompt object as read on the sample and on the VAE's round trip
+        assert [o["asked"] for o in video["vae_read"]] == [o["asked"] for o in video["read"]]
+    misses = sum(
+        o["got"] is None or o["got"]["shape"] != o["asked"]["shape"]
+        for v in result["videos"]
+        for o in v["read"]
+    )
+    assert sum(result["summary"]["shape_misses_read_as"].values()) == misses
     from PIL import Image
 
     with Image.open(out / "dit" / "eval_dit" / "sheet.png") as sheet:

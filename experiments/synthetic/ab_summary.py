@@ -52,11 +52,12 @@ def _training(log: pathlib.Path) -> str:
     return ", ".join(parts)
 
 
-def _misses(videos: list[dict]) -> str:
-    """'misses read as square 11, circle 8, none 1' over every prompt object whose shape was misread."""
+def _misses(videos: list[dict], key: str = "read") -> str:
+    """'misses read as square 11, circle 8, none 1' over every prompt object whose shape was misread (``key``
+    "vae_read": on the VAE's round trip of the true clips)."""
     counts: dict[str, int] = {}
     for video in videos:
-        for obj in video.get("read", []):
+        for obj in video.get(key, []):
             got = obj["got"]["shape"] if obj["got"] else "none"
             if got != obj["asked"]["shape"]:
                 counts[got] = counts.get(got, 0) + 1
@@ -76,7 +77,13 @@ def summary_line(path: pathlib.Path) -> str:
         f"({_per_size(s.get('shape_accuracy_by_shape_and_size'), 'star')}) "
         f"| {_misses(result.get('videos', []))} "
         f"| VAE stars {ceiling.replace(' ', '')} "
-        f"({_per_size(s.get('vae_ceiling_shape_accuracy_by_shape_and_size'), 'star')}) "
+        f"({_per_size(s.get('vae_ceiling_shape_accuracy_by_shape_and_size'), 'star')}"
+        + (
+            f", {_misses(result['videos'], 'vae_read')}"
+            if any("vae_read" in v for v in result.get("videos", []))
+            else ""
+        )
+        + ") "
         f"| {settings.get('sampler', '?')} {settings.get('steps', '?')} steps, guidance {settings.get('guidance')}"
         + (f" | {run}" if (run := _training(path.parent / _log_name(path))) else "")
     )

@@ -31,6 +31,7 @@ from jaxsora.train.eval_sheet import write_contact_sheet
 
 DIRECTIONS = set(vocab.DIRECTIONS)
 SIZE_ORDER = {size: i for i, size in enumerate(vocab.SIZE_CLASSES)}
+READ_ATTRIBUTES = ("colour", "shape", "size", "motion")  # what eval_dit.json keeps per prompt object
 
 
 def load_trained(
@@ -147,7 +148,7 @@ def score(video: np.ndarray, item: dict, details: list | None = None) -> dict:
             counts["moving"] += 1
             counts["motion"] += obj is not None and obj.motion == t["motion"]
         if details is not None:
-            details.append(read_entry(t, obj, ("colour", "shape", "size", "motion")))
+            details.append(read_entry(t, obj, READ_ATTRIBUTES))
     return counts
 
 
@@ -211,9 +212,16 @@ def evaluate(
             if vae_ceiling:  # the same scoring on the prompts' true clips after a VAE round trip
                 real = np.stack([it["frames"] for it in chunk]).astype(np.float32) / 127.5 - 1.0
                 recon = generator.decode(generator.codec.encode(jax.numpy.asarray(real)))
-                for it, video in zip(chunk, recon, strict=True):
-                    for k, v in score(video, it, ceiling_read).items():
+                for i, (it, video) in enumerate(zip(chunk, recon, strict=True)):
+                    objects = []
+                    for k, v in score(video, it, objects).items():
                         ceiling[k] = ceiling.get(k, 0) + int(v)
+                    ceiling_read += objects
+                    # What describe read on the round trip, beside the sample's reads (no per-frame evidence).
+                    per_item[len(per_item) - len(chunk) + i]["vae_read"] = [
+                        {"asked": o["asked"], "got": o["got"] and {k: o["got"][k] for k in READ_ATTRIBUTES}}
+                        for o in objects
+                    ]
             t_score += time.perf_counter() - t1
             t_generate += t1 - t0
             bar.update(len(chunk))
@@ -229,6 +237,8 @@ def evaluate(
         "vae_ceiling": _accuracies(ceiling) if ceiling else None,
         "shape_accuracy_by_shape": _by_shape([o for it in per_item for o in it["read"]]),
         "vae_ceiling_shape_accuracy_by_shape": _by_shape(ceiling_read) if ceiling_read else None,
+        "shape_misses_read_as": _shape_misses(o for it in per_item for o in it["read"]),
+        "vae_ceiling_shape_misses_read_as": _shape_misses(ceiling_read) if ceiling_read else None,
         "shape_accuracy_by_shape_and_size": _by_shape(
             [o for it in per_item for o in it["read"]], by_size=True
         ),
@@ -269,6 +279,16 @@ def _motion_outcomes(per_item: list[dict]) -> dict[str, int]:
             else:
                 out["still" if got == "still" else "grow or shrink"] += 1
     return out
+
+
+def _shape_misses(read) -> dict[str, int]:
+    """How the prompt objects whose shape was misread were read: ``{"square": 11, "circle": 8, "none": 1}``."""
+    counts: dict[str, int] = {}
+    for obj in read:
+        got = obj["got"]["shape"] if obj["got"] else "none"
+        if got != obj["asked"]["shape"]:
+            counts[got] = counts.get(got, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _by_shape(read: list[dict], by_size: bool = False) -> dict[str, Any]:
