@@ -79,7 +79,9 @@ pack() {
     python3 "$here/ab_summary.py" "${evals[@]}" > "$tmp/summary.txt" 2>&1
     mv -f "$tmp/summary.txt" "$out/summary.txt"
   fi
-  tar -czf "$tmp/arms.tar.gz" -C "$collect" --exclude='sheet_*' . && mv -f "$tmp/arms.tar.gz" "$out/arms.tar.gz"
+  # Logs still being written: GNU tar then warns "file changed as we read it" and exits 1; the pack is good.
+  tar -czf "$tmp/arms.tar.gz" -C "$collect" --exclude='sheet_*' --warning=no-file-changed .
+  [ $? -gt 1 ] || mv -f "$tmp/arms.tar.gz" "$out/arms.tar.gz"
   for f in "$collect"/sheet_*.png; do
     s=$(stat -c %s "$f")
     if [ ${#batch[@]} -gt 0 ] && [ $((size + s)) -gt $((15 << 20)) ]; then
