@@ -120,8 +120,14 @@ def main():
     parser.add_argument(
         "--shapes", type=int, default=0, help="read back the true clips of this many eval-dit prompts"
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training clips, initialisation and batch order (test clips fixed)",
+    )
     args = parser.parse_args()
-    train_x = clips(0, 256, args.size, args.frames)
+    train_x = clips(args.seed, 256, args.size, args.frames)
     tests = {s: clips(99, 32, s, args.frames) for s in (args.size, 2 * args.size)}
     images = {s: x[:, :1] for s, x in tests.items()}  # first frames: coded exactly as images are
     head = " | ".join(f"{s}x{s} videos / first frames" for s in tests)
@@ -143,12 +149,12 @@ def main():
         config = load_config(args.config, [f"vae.channels={args.channels}", *split_overrides(overrides)])
         parts = VAEParts(config)
         tc = config.vae_train
-        state = jax.jit(lambda r, parts=parts: nn.meta.unbox(parts.init(r)))(jax.random.key(0))
+        state = jax.jit(lambda r, parts=parts: nn.meta.unbox(parts.init(r)))(jax.random.key(args.seed))
         fn = functools.partial(
             train_step, model=parts.model, disc=parts.disc, tx=parts.tx, dtx=parts.dtx, tc=tc, use_gan=False
         )
         step_fn = jax.jit(fn, donate_argnums=0)
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(args.seed)
         t0 = time.perf_counter()
         for step in range(args.steps):
             lr = lr_at(tc.optim, step, args.steps)
