@@ -206,7 +206,7 @@ def evaluate(
                 for k, v in counts.items():
                     totals[k] = totals.get(k, 0) + int(v)
                 per_item.append({"prompt": it["prompt"], "size": list(size), **counts, "read": objects})
-                middle_frames.append(as_uint8_video(video)[len(video) // 2])
+                middle_frames.append(as_uint8_video(video[len(video) // 2])[0])  # that frame alone
                 if len(per_item) <= gallery:
                     _write_gif(out_dir / f"sample{len(per_item) - 1:02d}.gif", video)
             if vae_ceiling:  # the same scoring on the prompts' true clips after a VAE round trip
