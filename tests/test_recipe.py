@@ -176,16 +176,21 @@ def test_ab_recipe_rejects_a_bad_arm_name(tmp_path):
     assert res.returncode == 2 and "got 'B-2'" in res.stderr
 
 
-def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_path):
+def gpus_on_path(tmp_path, n: int) -> str:
+    """A PATH whose nvidia-smi lists n GPUs."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
     smi.write_text(
-        '#!/usr/bin/env bash\necho "GPU 0: NVIDIA H200 (UUID: a)"\necho "GPU 1: NVIDIA H200 (UUID: b)"\n'
+        "#!/usr/bin/env bash\n" + "".join(f'echo "GPU {i}: NVIDIA H200 (UUID: {i})"\n' for i in range(n))
     )
     smi.chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_path):
     calls, res = run_ab(
-        tmp_path, PATH=f"{bin_dir}:{os.environ['PATH']}", ARMS_FILE="experiments/synthetic/arms/stars.sh"
+        tmp_path, PATH=gpus_on_path(tmp_path, 2), ARMS_FILE="experiments/synthetic/arms/stars.sh"
     )
     assert "2 GPUs for 8 arms: running p1 control; skipped linear p1_linear" in res.stdout
     (train_p1,) = [c for c in calls if c[1] == "train" and str(tmp_path / "runs" / "p1" / "dit") in c]
@@ -195,6 +200,21 @@ def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_p
         "eval_dit_control.json",
         "eval_dit_p1.json",
     ]
+
+
+def test_the_combined_arm_set_on_one_gpu_runs_its_first_arm_with_every_change(tmp_path):
+    calls, res = run_ab(
+        tmp_path, PATH=gpus_on_path(tmp_path, 1), ARMS_FILE="experiments/synthetic/arms/combined.sh"
+    )
+    assert "1 GPUs for 6 arms: running combined; skipped dit240 control ln06 w512_240 control2" in res.stdout
+    by_stage = {c[1]: c for c in calls if c[1] in ("train-vae", "train")}
+    assert "--config.vae_train.latent_noise=0.6" in by_stage["train-vae"]
+    assert "--config.dit.width=512" in by_stage["train"] and "--config.dit.mlp_dim=2048" in by_stage["train"]
+    assert dit_time_limit([c[1:] for c in calls]) == 240
+    evals = [c for c in calls if c[1] == "eval-dit"]
+    assert len(evals) == 2 and evals[1][-2:] == ["--sampler", "heun"]
+    got = returned(tmp_path / "out", tmp_path / "returned")
+    assert {"eval_dit_combined.json", "eval_dit_combined_x1.json"} <= set(got)
 
 
 def test_ab_recipe_stopped_at_the_time_limit_returns_the_logs_so_far(tmp_path):
