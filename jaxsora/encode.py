@@ -16,12 +16,12 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from jaxsora import tokenizer
 from jaxsora.data.buckets import pad_to_full_batch, to_signed_unit
 from jaxsora.data.latents import ChannelStats, PartWriter, part_path
-from jaxsora.data.pipeline import batched_dataset, make_source
+from jaxsora.data.pipeline import batched_dataset, close_iterator, make_source
+from jaxsora.progress import progress_bar
 
 
 def encode_dataset(
@@ -60,7 +60,7 @@ def encode_dataset(
     # so a words config's short rows (64) do not cut the stored byte captions.
     byte_len = config.text.max_len if config.text_encoder.kind == "byte" else max(config.text.max_len, 256)
     total = len(source) // count if max_clips is None else max_clips
-    bar = tqdm(total=total, initial=done["clips"], desc="encode", unit="clip", disable=not progress)
+    bar = progress_bar(total=total, initial=done["clips"], desc="encode", unit="clip", disable=not progress)
     writer = None
 
     def finish_part():
@@ -108,7 +108,7 @@ def encode_dataset(
     if writer is not None:
         finish_part()
     bar.close()
-    data_iter.close()
+    close_iterator(data_iter)
     meta = {
         "vae": {**codec.cfg.__dict__, "channel_mult": list(codec.cfg.channel_mult)},
         "spatial_factor": codec.cfg.spatial_factor,

@@ -239,3 +239,43 @@ def test_worker_processes_start_without_parsed_absl_flags():
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "batch (2, 96, 64)" in out.stdout
+
+
+def test_closing_an_iterator_with_worker_processes_leaves_no_shared_memory():
+    """Grain's worker processes hand each element over in a shared-memory block that this process unlinks on
+    a background thread; a program that exits right after its loop left blocks behind, and Python's resource
+    tracker warned of "leaked shared_memory objects" (8 here, 20 after the GPU recipe's encode).
+    `close_iterator` waits for those unlinks; a second iterator afterwards still works."""
+    script = textwrap.dedent(
+        """
+        import grain, numpy as np
+        from jaxsora import tokenizer
+        from jaxsora.config import load_config
+        from jaxsora.data import packing
+        from jaxsora.data.pipeline import close_iterator
+
+        def main():
+            config = load_config("configs/tiny.py", ["text.max_len=16", "packing.seq_len=96",
+                                                     "packing.batch_size=2", "packing.num_workers=2"])
+            tokens, mask = tokenizer.encode("a clip", 16)
+            rng = np.random.default_rng(0)
+            records = [{"mean": rng.standard_normal((3, 4, 6, 16), np.float32), "tokens": tokens,
+                        "mask": mask} for _ in range(64)]
+            for run in range(2):
+                it = iter(packing.packed_dataset(grain.MapDataset.source(records), config, shard_index=0,
+                                                 shard_count=1))
+                batches = [next(it) for _ in range(3)]
+                close_iterator(it)
+                print("run", run, batches[-1]["tokens"].shape, flush=True)
+
+        if __name__ == "__main__":  # Grain's workers re-import this module
+            main()
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "run 0 (2, 96, 64)" in out.stdout and "run 1 (2, 96, 64)" in out.stdout
+    assert "leaked shared_memory" not in out.stderr, out.stderr[-3000:]
+    assert "Exception ignored" not in out.stderr, out.stderr[-3000:]

@@ -14,10 +14,10 @@ import grain
 import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 from jaxsora.data.buckets import batch_size_for
 from jaxsora.data.pipeline import clip_dataset, make_source
+from jaxsora.progress import progress_bar
 
 ROW_HEIGHT = 96
 FRAMES_PER_ROW = 6
@@ -75,7 +75,7 @@ def preview(config: ml_collections.ConfigDict, out: pathlib.Path, num_clips: int
     ds = clip_dataset(source, config, shard_index=0, shard_count=1, num_epochs=1)
     it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=max(config.data.num_threads, 1))))
     clips, shapes, skipped = [], collections.Counter(), []
-    for element in tqdm(it, total=min(num_clips, len(source)), desc="clips", unit="clip"):
+    for element in progress_bar(it, total=min(num_clips, len(source)), desc="clips", unit="clip"):
         if "skipped" in element:
             skipped.append(element["skipped"])
             continue

@@ -29,6 +29,7 @@ import optax
 from jaxsora import diffusion, parallel
 from jaxsora.data.latents import LatentDataset
 from jaxsora.data.packing import packed_dataset
+from jaxsora.data.pipeline import close_iterator
 from jaxsora.models.dit import DiT, DiTConfig
 from jaxsora.models.text import drop_captions, make_text_encoder, pack_states
 from jaxsora.train import metrics as metrics_lib
@@ -374,7 +375,7 @@ class DiTTrainer:
             last[f"compile_s_{label}"] = seconds
         pool.shutdown(wait=False, cancel_futures=True)
         ckpt.close()
-        data_iter.close()
+        close_iterator(data_iter)
         writer.close()
         if bar:
             bar.close()

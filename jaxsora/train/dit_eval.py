@@ -20,10 +20,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from jaxsora.data.synthetic import SyntheticWorld, describe, match, vocab
 from jaxsora.data.synthetic.measure import as_uint8_video
+from jaxsora.progress import progress_bar
 from jaxsora.sample import Generator, parse_size
 from jaxsora.train.checkpoint import Checkpointer, load_run_config
 from jaxsora.train.dit import DiTParts, read_latent_meta
@@ -177,7 +177,7 @@ def evaluate(
     per_item = []
     out_dir = workdir / "eval_dit"
     out_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(items), desc="eval-dit", unit="video", disable=not progress)
+    bar = progress_bar(total=len(items), desc="eval-dit", unit="video", disable=not progress)
     t_generate = t_score = 0.0
     ceiling: dict[str, int] = {}
     ceiling_read: list[dict] = []

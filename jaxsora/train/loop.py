@@ -9,9 +9,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from jaxsora import parallel
+from jaxsora.progress import progress_bar
 
 
 def signature(batch) -> tuple:
@@ -86,10 +86,10 @@ class PreemptionGuard:
 
 
 class Progress:
-    """A tqdm bar over steps that also reports examples/s and frames/s."""
+    """A progress bar over steps that also reports examples/s and frames/s."""
 
     def __init__(self, total: int, initial: int, desc: str):
-        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+        self.bar = progress_bar(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
         self._t0 = time.perf_counter()
         self._clips = self._frames = 0
 

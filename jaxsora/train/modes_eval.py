@@ -25,10 +25,10 @@ import pathlib
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from jaxsora.data.synthetic import describe, match, vocab
 from jaxsora.data.synthetic.measure import as_uint8_video
+from jaxsora.progress import progress_bar
 from jaxsora.sample import parse_size
 from jaxsora.train.dit_eval import (
     _accuracies,
@@ -169,7 +169,9 @@ def evaluate_modes(
     def per_case(name: str, case) -> tuple[list[dict], float]:
         """``case(k, item) -> (row, video)`` over the held-out clips: rows, gifs of the first few, seconds."""
         t0, rows = time.perf_counter(), []
-        for k, it in enumerate(tqdm(videos, desc=f"eval-modes {name}", unit="case", disable=not progress)):
+        for k, it in enumerate(
+            progress_bar(videos, desc=f"eval-modes {name}", unit="case", disable=not progress)
+        ):
             row, video = case(k, it)
             rows.append({"prompt": it["prompt"], **row})
             if k < gallery:
@@ -236,7 +238,7 @@ def evaluate_modes(
     if "t2i" in chosen:
         t0, rows, totals = time.perf_counter(), [], {}
         images = held_out_prompts(num, seed=seed + 1, sizes=size_list, frames=1, exclude=exclude, images=True)
-        b = tqdm(total=len(images), desc="eval-modes t2i", unit="case", disable=not progress)
+        b = progress_bar(total=len(images), desc="eval-modes t2i", unit="case", disable=not progress)
         for size in size_list:
             group = [it for it in images if tuple(it["size"]) == size]
             if not group:

@@ -25,7 +25,7 @@ import optax
 from jaxsora import parallel
 from jaxsora.data import geometry
 from jaxsora.data.buckets import batch_size_for, to_signed_unit
-from jaxsora.data.pipeline import batched_dataset, make_source
+from jaxsora.data.pipeline import batched_dataset, close_iterator, make_source
 from jaxsora.models.vae import VAE, VAEConfig
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
@@ -394,7 +394,7 @@ class VAETrainer:
         if skipped:
             last["skipped_image_batches"] = skipped
         ckpt.close()
-        data_iter.close()
+        close_iterator(data_iter)
         writer.close()
         if bar:
             bar.close()

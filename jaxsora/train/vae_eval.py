@@ -18,11 +18,11 @@ import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from jaxsora.data.buckets import full_batch_size, pad_to_full_batch, to_signed_unit
 from jaxsora.data.pipeline import clip_dataset, make_source
 from jaxsora.models.vae_codec import VideoCodec
+from jaxsora.progress import progress_bar
 from jaxsora.train import metrics as metrics_lib
 
 
@@ -55,7 +55,7 @@ def evaluate(codec: VideoCodec, config, *, num_clips: int, seed: int, native_asp
         return metrics_lib.psnr(y, x), metrics_lib.ssim(y, x)
 
     rows = []
-    bar = tqdm(total=num_clips, desc="eval-vae", unit="clip")
+    bar = progress_bar(total=num_clips, desc="eval-vae", unit="clip")
 
     def code(clips: list[np.ndarray]) -> None:
         t, h, w = clips[0].shape[:3]
