@@ -34,6 +34,9 @@ jaxsora=${JAXSORA:-jaxsora}
 # batch sizes (eval-vae is given configs/small.py's batch settings below), eval-dit and eval-modes sample the
 # same grids, so each of those compiles once per recipe.
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$runs/jax_cache}
+# The stages' progress bars, written to the logs, redraw every 10 s (jaxsora/progress.py's default for a log is
+# 30 s): the training losses on the bars are the logs' only curve (TensorBoard's files stay on the machine).
+export TQDM_MININTERVAL=${TQDM_MININTERVAL:-10}
 t0=$SECONDS
 stamp() { echo "[recipe] $1 at $((SECONDS - t0)) s"; }
 # join_stage NAME PID LOG BAR WHAT: waits for a stage run in the background, prints its log without its
