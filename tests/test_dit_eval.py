@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from jaxsora.train.dit_eval import _by_shape, _motion_outcomes, _shape_misses, held_out_prompts, score
+from jaxsora.train.dit_eval import (
+    _by_shape,
+    _by_status,
+    _motion_outcomes,
+    _shape_misses,
+    held_out_prompts,
+    score,
+)
 
 
 def test_true_clips_match_their_prompts():
@@ -30,6 +37,13 @@ def test_true_clips_match_their_prompts():
         assert list(sizes) == [s for s in ("small", "medium", "large") if s in sizes]
         for i in (0, 1):
             assert sum(int(v.split(" / ")[i]) for v in sizes.values()) == int(by_shape[shape].split(" / ")[i])
+    # Each read keeps the object's visibility in the clip; the per-visibility counts add up to the same totals.
+    statuses = {o["asked"]["status"] for it in per_item for o in it["read"]}
+    assert statuses <= {"stays", "enters", "leaves", "crosses", "partial"} and "stays" in statuses
+    by_status = _by_status([o for it in per_item for o in it["read"]])
+    assert set(by_status) == statuses
+    for i, key in ((0, "shape"), (1, "objects")):
+        assert sum(int(v.split(" / ")[i]) for v in by_status.values()) == totals[key]
     outcomes = _motion_outcomes(per_item)
     assert sum(outcomes.values()) == totals["moving"]
     assert outcomes["asked direction"] == totals["motion"]

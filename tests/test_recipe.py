@@ -281,3 +281,39 @@ def test_ab_summary_pools_shape_reads_over_eval_files(tmp_path):
     # 1 of 3 small stars read right; median asked-shape score over the two scored ones 0.7, best 0.75.
     assert rows["star, small"] == "| star, small | 1 / 3 (33%) | 0.70 | 0.75 | circle 1, not found 1 |"
     assert rows["circle, large"] == "| circle, large | 1 / 1 (100%) | 0.90 | 0.90 | - |"
+
+
+def test_ab_summary_splits_shape_reads_by_visibility(tmp_path):
+    # A new JSON keeps each object's status; an older one says "partly visible" in the object's prompt clause.
+    def obj(shape, got, status=None):
+        asked = {"shape": shape, "size": "small", "colour": "red"}
+        if status:
+            asked["status"] = status
+        return {"asked": asked, "got": None if got is None else {"shape": got}}
+
+    new = {
+        "prompt": "ignored when the statuses are kept",
+        "read": [obj("star", "circle", "partial"), obj("circle", "circle", "stays")],
+        "vae_read": [obj("star", "star", "partial"), obj("circle", "circle", "stays")],
+    }
+    old = {
+        "prompt": "A small red star moves left, partly visible on the right, while a small red square stays still.",
+        "read": [obj("star", "star"), obj("square", None)],
+    }
+    files = []
+    for i, video in enumerate((new, old)):
+        files.append(tmp_path / f"eval_dit_{i}.json")
+        files[-1].write_text(json.dumps({"summary": {}, "videos": [video]}))
+    res = subprocess.run(
+        [sys.executable, "experiments/synthetic/ab_summary.py", "--visibility", *map(str, files)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    rows = res.stdout.splitlines()[2:]
+    assert rows == [
+        "| wholly in the frame at some time | 1 / 2 (50%) | 1 / 2 | 1 / 1 (100%) |",
+        "| partly visible throughout | 1 / 2 (50%) | 1 / 2 | 1 / 1 (100%) |",
+    ]

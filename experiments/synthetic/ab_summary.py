@@ -10,6 +10,9 @@ only, so it runs where the recipe ran (ab_recipe.sh calls it on its OUT folder).
 right, the median score of the asked shape (``describe``'s soft IoU of the object with that shape's template:
 ~0.9-1.0 for a cleanly drawn object) and of the best-scoring shape, and what the misses were read as. Compare
 ``python experiments/synthetic/describe_ceiling.py``, which scores the true clips under blur the same way.
+``--visibility`` prints one table pooled over the files: shapes read right among the objects that are never
+wholly in the frame (the prompt says "partly visible") and among the rest, for the samples and for the VAE's
+round trip of the true clips.
 """
 
 from __future__ import annotations
@@ -65,6 +68,80 @@ def _misses(videos: list[dict], key: str = "read") -> str:
     return "misses read as " + ", ".join(f"{k} {v}" for k, v in ranked) if counts else "no shape misses"
 
 
+def partly_visible(video: dict) -> list[bool | None]:
+    """Per prompt object of one video: whether it is never wholly in the frame (eval-dit's ``status``
+    "partial"). JSONs from before eval-dit kept the status say it in the prompt instead: the object's clause
+    (from its "<size> <colour> <shape>" to the next object's) holds "partly visible". None where neither says."""
+    read = video.get("read", [])
+    if read and all("status" in obj["asked"] for obj in read):
+        return [obj["asked"]["status"] == "partial" for obj in read]
+    prompt, starts, pos = video.get("prompt", "").lower(), [], 0
+    for obj in read:
+        a = obj["asked"]
+        i = prompt.find(f"{a.get('size')} {a.get('colour')} {a.get('shape')}", pos)
+        starts.append(i)
+        pos = i + 1 if i >= 0 else pos
+    out = []
+    for k, i in enumerate(starts):
+        if i < 0:
+            out.append(None)
+            continue
+        ends = [j for j in starts[k + 1 :] if j > i]
+        out.append("partly visible" in prompt[i : ends[0] if ends else len(prompt)])
+    return out
+
+
+def _visibility_counts(videos: list[dict]) -> dict[tuple[bool, str], list[int]]:
+    """(partly visible, "dit" or "vae") -> [read right, objects], over the objects whose visibility is known."""
+    counts: dict[tuple[bool, str], list[int]] = {}
+    for video in videos:
+        flags = partly_visible(video)
+        for key in ("read", "vae_read"):
+            for obj, partly in zip(video.get(key, []), flags, strict=False):
+                if partly is None:
+                    continue
+                c = counts.setdefault((partly, "dit" if key == "read" else "vae"), [0, 0])
+                c[0] += obj["got"] is not None and obj["got"]["shape"] == obj["asked"]["shape"]
+                c[1] += 1
+    return counts
+
+
+def _partly(videos: list[dict]) -> str:
+    """'partly visible 25/37 (VAE 31/37)': shapes read right among the objects never wholly in the frame."""
+    counts = _visibility_counts(videos)
+    if (True, "dit") not in counts:
+        return "partly visible -"
+    r, n = counts[(True, "dit")]
+    text = f"partly visible {r}/{n}"
+    if (True, "vae") in counts:
+        text += " (VAE {}/{})".format(*counts[(True, "vae")])
+    return text
+
+
+def visibility_table(paths: list[pathlib.Path]) -> list[str]:
+    """The ``--visibility`` table (markdown) over the prompt objects of every file."""
+    counts: dict[tuple[bool, str], list[int]] = {}
+    for path in paths:
+        for key, (r, n) in _visibility_counts(json.loads(path.read_text()).get("videos", [])).items():
+            c = counts.setdefault(key, [0, 0])
+            c[0], c[1] = c[0] + r, c[1] + n
+    misses = {k: n - r for k, (r, n) in counts.items()}
+    out = [
+        "| prompt objects | samples: shape read right | share of the samples' misses | VAE round trip: read right |",
+        "|---|---:|---:|---:|",
+    ]
+    for partly, label in ((False, "wholly in the frame at some time"), (True, "partly visible throughout")):
+        r, n = counts.get((partly, "dit"), [0, 0])
+        vr, vn = counts.get((partly, "vae"), [0, 0])
+        total = misses.get((False, "dit"), 0) + misses.get((True, "dit"), 0)
+        out.append(
+            f"| {label} | {r} / {n} ({r / max(n, 1):.0%}) | {n - r} / {total} | "
+            + (f"{vr} / {vn} ({vr / vn:.0%})" if vn else "-")
+            + " |"
+        )
+    return out
+
+
 def summary_line(path: pathlib.Path) -> str:
     result = json.loads(path.read_text())
     s = result["summary"]
@@ -76,6 +153,7 @@ def summary_line(path: pathlib.Path) -> str:
         f"motion {s['motion_accuracy']:.0%} | stars {stars.replace(' ', '')} "
         f"({_per_size(s.get('shape_accuracy_by_shape_and_size'), 'star')}) "
         f"| {_misses(result.get('videos', []))} "
+        f"| {_partly(result.get('videos', []))} "
         f"| VAE stars {ceiling.replace(' ', '')} "
         f"({_per_size(s.get('vae_ceiling_shape_accuracy_by_shape_and_size'), 'star')}"
         + (
@@ -143,7 +221,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="one table pooled over the files: shape reads per asked shape, size",
     )
+    parser.add_argument(
+        "--visibility",
+        action="store_true",
+        help="one table pooled over the files: shape reads of objects partly visible throughout, and of the rest",
+    )
     args = parser.parse_args(argv)
+    if args.visibility:
+        print("\n".join(visibility_table(args.files)))
+        return 0
     if args.shapes:
         print("\n".join(shape_table(args.files)))
         return 0

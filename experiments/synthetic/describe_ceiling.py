@@ -7,7 +7,8 @@ The same 64 held-out prompts as `jaxsora eval-dit` (seed 2000003, 17 frames), sc
 the rendered clips themselves, then on the clips blurred with a Gaussian of each ``--blur`` sigma (pixels;
 spatial only), and on clips mixed with their 8x8-pixel block means by each ``--blocks`` weight (the blocky look
 of a decoder whose pixel shortcut, `vae.pixel_shortcut`, is not cancelled at edges). This is the ceiling of the
-scoring itself, below the VAE's round trip that eval-dit reports. Besides the reads it gives the median score of
+scoring itself, below the VAE's round trip that eval-dit reports. Besides the reads (per asked shape, per star
+size, and per the object's visibility: ``partial`` is never wholly in the frame) it gives the median score of
 the asked shape per shape (describe's soft IoU with the shape's template), the reference for `ab_summary.py
 --shapes` on generated samples. CPU only, about 15 seconds per row.
 """
@@ -26,7 +27,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from jaxsora.sample import parse_size  # noqa: E402
-from jaxsora.train.dit_eval import _by_shape, held_out_prompts, score  # noqa: E402
+from jaxsora.train.dit_eval import _by_shape, _by_status, held_out_prompts, score  # noqa: E402
 
 BLOCK = 8  # the VAE's spatial factor: its pixel shortcut's blocks
 
@@ -65,9 +66,10 @@ def main(argv=None):
     rows = [(f"blur {float(s):g} px", float(s), 0.0) for s in args.blur.split(",") if s.strip()]
     rows += [(f"blocks {float(b):g}", 0.0, float(b)) for b in args.blocks.split(",") if b.strip()]
     print(
-        "| clips | shape accuracy | per asked shape | stars per asked size | median score of the asked shape |"
+        "| clips | shape accuracy | per asked shape | stars per asked size | per visibility in the clip "
+        "| median score of the asked shape |"
     )
-    print("|---|---:|---|---|---|")
+    print("|---|---:|---|---|---|---|")
     for name, sigma, weight in rows:
         read: list[dict] = []
         for it in items:
@@ -80,7 +82,10 @@ def main(argv=None):
         right = sum(r["got"] is not None and r["got"]["shape"] == r["asked"]["shape"] for r in read)
         shapes = ", ".join(f"{k} {v}" for k, v in _by_shape(read).items())
         by_size = ", ".join(f"{k} {v}" for k, v in _by_shape(read, by_size=True).get("star", {}).items())
-        print(f"| {name} | {right} / {len(read)} | {shapes} | {by_size} | {_median_scores(read)} |")
+        status = ", ".join(f"{k} {v}" for k, v in _by_status(read).items())
+        print(
+            f"| {name} | {right} / {len(read)} | {shapes} | {by_size} | {status} | {_median_scores(read)} |"
+        )
 
 
 if __name__ == "__main__":

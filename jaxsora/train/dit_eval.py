@@ -115,6 +115,8 @@ def read_entry(truth: dict, obj, attributes: tuple[str, ...]) -> dict:
     evidence: the object's coverage area per frame (pixels; None where absent) and its per-shape scores, which
     say whether a shape or motion miss is a near miss, a drift over the frames or one bad frame."""
     asked = {a: truth.get(a) for a in attributes}
+    if "status" in truth:  # stays, enters, leaves, crosses or partial (never wholly in the frame)
+        asked["status"] = truth["status"]
     if obj is None:
         return {"asked": asked, "got": None}
     got = {a: getattr(obj, a) for a in attributes}
@@ -245,6 +247,8 @@ def evaluate(
         "vae_ceiling_shape_accuracy_by_shape_and_size": (
             _by_shape(ceiling_read, by_size=True) if ceiling_read else None
         ),
+        "shape_accuracy_by_status": _by_status([o for it in per_item for o in it["read"]]),
+        "vae_ceiling_shape_accuracy_by_status": _by_status(ceiling_read) if ceiling_read else None,
         "generate_seconds": t_generate,
         "score_seconds": t_score,
         "settings": {
@@ -306,6 +310,17 @@ def _by_shape(read: list[dict], by_size: bool = False) -> dict[str, Any]:
     for (shape, size), (r, n) in sorted(counts.items(), key=lambda kv: (kv[0][0], SIZE_ORDER[kv[0][1]])):
         out.setdefault(shape, {})[size] = f"{r} / {n}"
     return out
+
+
+def _by_status(read: list[dict]) -> dict[str, str]:
+    """Shape read right per the asked object's visibility in the clip (``stays``, ``enters``, ``leaves``,
+    ``crosses``, ``partial``: never wholly in the frame), as "right / asked"."""
+    counts: dict[str, list[int]] = {}
+    for obj in read:
+        c = counts.setdefault(obj["asked"].get("status") or "?", [0, 0])
+        c[0] += obj["got"] is not None and obj["got"]["shape"] == obj["asked"]["shape"]
+        c[1] += 1
+    return {status: f"{r} / {n}" for status, (r, n) in sorted(counts.items())}
 
 
 def _accuracies(totals: dict[str, int]) -> dict[str, float]:
