@@ -14,7 +14,10 @@ tolerance, on generated videos of the same world (noisy, blurry, slightly off-co
    edges included.
 3. **Shape**: in frames where the object touches no frame edge, each candidate shape is rendered with the
    renderer's own SDF (sized from the measured area, or stretched to the mask's bounding box) and compared to
-   ``alpha`` by soft IoU; scores are averaged over up to five such frames and the best shape wins.
+   ``alpha`` by soft IoU; scores are averaged over up to five such frames and the best shape wins. An object
+   never wholly in the frame is read in its largest frame, where each shape is also placed whole, reaching
+   past the frame edge, at a range of extents (``measure._cut_fits``): squeezed into the visible box, a half
+   circle and a half square fit about equally.
 4. **Size**: the extent implied by the area and the shape (``sqrt(area / shape_area)``), over the frame's
    shorter side, at the first frame (for grow/shrink) or the median over fully visible frames.
 5. **Motion**: one least-squares line (shared slope, one offset per kind of sample) through the box centre

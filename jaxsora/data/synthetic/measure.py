@@ -126,6 +126,36 @@ def measure(frame: np.ndarray, label: np.ndarray, core: np.ndarray, k: int) -> F
     )
 
 
+CUT_EXTENTS = np.geomspace(1.0, 3.0, 12)  # multiples of the smallest extent a cut shape's visible box allows
+CUT_SHIFTS = (-0.5, 0.0, 1.0, 2.0, 3.0)  # pixels the shape's far edge may reach past the mask's: thin tips
+
+
+def _cut_fits(f: FrameMeasure, g) -> list[tuple[float, float, float, float]]:
+    """Template placements for an object cut by the frame edge: the whole shape, at extents from the smallest
+    its visible box allows up to 3x that, its far side at the mask's uncut box edge (or up to 3 pixels past
+    it, where a star's or triangle's tip is too thin for the mask) and the rest beyond the frame, compared only
+    where the frame is (the region ends at its edges). The visible box alone (the second fit of
+    ``shape_scores``) squeezes a cut shape into what shows, where a half circle and a half square fit about
+    equally; placed whole, a half circle is fitted by a circle."""
+    bx0, by0, bx1, by1 = f.box
+    lo_x, lo_y, hi_x, hi_y = f.touches
+    smallest = max((bx1 - bx0 + 0.5) / (2 * g.half_w), (by1 - by0 + 0.5) / (2 * g.half_h))
+
+    def centres(lo: int, hi: int, cut_lo: bool, cut_hi: bool, half: float) -> list[float]:
+        if cut_lo and not cut_hi:  # only the high edge shows: the shape reaches out past the low one
+            return [hi + 0.25 + s - half for s in CUT_SHIFTS]
+        if cut_hi and not cut_lo:
+            return [lo - 0.25 - s + half for s in CUT_SHIFTS]
+        return [(lo + hi) / 2]
+
+    return [
+        (cx, cy, float(e), float(e))
+        for e in smallest * CUT_EXTENTS
+        for cx in centres(bx0, bx1, lo_x, hi_x, g.half_w * e)
+        for cy in centres(by0, by1, lo_y, hi_y, g.half_h * e)
+    ]
+
+
 def shape_scores(frames: Sequence[FrameMeasure]) -> dict[str, float]:
     """Mean soft IoU of each shape's best-fitting template with the measured coverage."""
     scores = {s: 0.0 for s in vocab.SHAPES}
@@ -145,6 +175,8 @@ def shape_scores(frames: Sequence[FrameMeasure]) -> dict[str, float]:
                     (by1 - by0 + 0.5) / (2 * g.half_h),
                 ),
             ]
+            if any(f.touches):
+                fits += _cut_fits(f, g)
             best = 0.0
             for cx, cy, ex, ey in fits:
                 t = coverage(shape, gx[None, :] - cx, gy[:, None] - cy, max(ex, 1.0), max(ey, 1.0))
