@@ -312,8 +312,15 @@ def test_ab_summary_splits_shape_reads_by_visibility(tmp_path):
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
-    rows = res.stdout.splitlines()[2:]
-    assert rows == [
+    lines = res.stdout.splitlines()
+    assert lines[2:4] == [
         "| wholly in the frame at some time | 1 / 2 (50%) | 1 / 2 | 1 / 1 (100%) |",
         "| partly visible throughout | 1 / 2 (50%) | 1 / 2 | 1 / 1 (100%) |",
+    ]
+    # Per asked shape (the samples' reads only): the new JSON's partial star read as a circle, the old one's
+    # partly visible star read right; its square, wholly in the frame, was not found.
+    assert lines[7:] == [
+        "| circle | 1 / 1 | - |",
+        "| square | 0 / 1; not found 1 | - |",
+        "| star | - | 1 / 2; circle 1 |",
     ]

@@ -139,6 +139,36 @@ def visibility_table(paths: list[pathlib.Path]) -> list[str]:
             + (f"{vr} / {vn} ({vr / vn:.0%})" if vn else "-")
             + " |"
         )
+    # Per asked shape: the samples' reads of each group, and what its misses were read as.
+    shapes: dict[tuple[str, bool], list] = {}
+    for path in paths:
+        for video in json.loads(path.read_text()).get("videos", []):
+            for obj, partly in zip(video.get("read", []), partly_visible(video), strict=False):
+                if partly is not None:
+                    shapes.setdefault((obj["asked"]["shape"], partly), []).append(
+                        obj["got"] and obj["got"]["shape"]
+                    )
+    out += [
+        "",
+        "| asked shape | wholly in the frame: read right, misses read as | partly visible: read right, misses read as |",
+    ]
+    out.append("|---|---|---|")
+    for shape in sorted({k[0] for k in shapes}):
+        cells = []
+        for partly in (False, True):
+            reads = shapes.get((shape, partly), [])
+            if not reads:
+                cells.append("-")
+                continue
+            missed: dict[str, int] = {}
+            for got in reads:
+                if got != shape:
+                    missed[got or "not found"] = missed.get(got or "not found", 0) + 1
+            ranked = ", ".join(f"{k} {v}" for k, v in sorted(missed.items(), key=lambda kv: -kv[1]))
+            cells.append(
+                f"{len(reads) - sum(missed.values())} / {len(reads)}" + (f"; {ranked}" if ranked else "")
+            )
+        out.append(f"| {shape} | {cells[0]} | {cells[1]} |")
     return out
 
 
