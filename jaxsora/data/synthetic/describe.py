@@ -17,7 +17,7 @@ tolerance, on generated videos of the same world (noisy, blurry, slightly off-co
    ``alpha`` by soft IoU; scores are averaged over up to five such frames and the best shape wins. An object
    never wholly in the frame is read in its largest frame, where each shape is also placed whole, reaching
    past the frame edge, at a range of extents (``measure._cut_fits``): squeezed into the visible box, a half
-   circle and a half square fit about equally.
+   circle and a half square fit about equally. (``frame_scores`` keeps the in-box fits for every frame.)
 4. **Size**: the extent implied by the area and the shape (``sqrt(area / shape_area)``), over the frame's
    shorter side, at the first frame (for grow/shrink) or the median over fully visible frames.
 5. **Motion**: one least-squares line (shared slope, one offset per kind of sample) through the box centre
@@ -256,7 +256,9 @@ def _describe_object(
     # Frames whose mask keeps off the frame edge are the ones trusted for shape and size.
     clear = [t for t, f in enumerate(frames) if f is not None and not any(f.touches)]
     candidates = clear or [int(np.nanargmax(areas))]
-    scores = shape_scores([frames[t] for t in sorted(candidates, key=lambda t: -areas[t])[:SHAPE_FRAMES]])
+    scores = shape_scores(
+        [frames[t] for t in sorted(candidates, key=lambda t: -areas[t])[:SHAPE_FRAMES]], cut=not clear
+    )
     shape = max(scores, key=scores.get)
     track = _Track(frames, shape)
     extents = np.array([math.sqrt(areas[t] / track.geometry.area) for t in candidates])
@@ -311,6 +313,7 @@ def _describe_object(
         velocity=(velocity[0] / short, velocity[1] / short),
         growth=growth,
         shape_scores=scores,
+        # Per frame, the uncut fits only (the evidence; the whole-shape fits of a cut object cost ~10-50x).
         frame_shape_scores=[shape_scores([f]) if f else None for f in frames] if frame_scores else None,
     )
 
