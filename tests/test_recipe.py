@@ -252,6 +252,23 @@ def test_ab_recipe_stopped_at_the_time_limit_returns_the_logs_so_far(tmp_path):
     assert all("[recipe] VAE trained" in got[f"log_a{i}.txt"] for i in range(8))
 
 
+def ab_summary_of(tmp_path, option: str, videos: list[dict]) -> str:
+    """What ``ab_summary.py OPTION`` prints over one eval JSON per video (each with that one video)."""
+    files = []
+    for i, video in enumerate(videos):
+        files.append(tmp_path / f"eval_dit_{i}.json")
+        files[-1].write_text(json.dumps({"summary": {}, "videos": [video]}))
+    res = subprocess.run(
+        [sys.executable, "experiments/synthetic/ab_summary.py", option, *map(str, files)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
 def test_ab_summary_pools_shape_reads_over_eval_files(tmp_path):
     def obj(shape, size, got, scores):
         return {
@@ -264,19 +281,8 @@ def test_ab_summary_pools_shape_reads_over_eval_files(tmp_path):
         obj("star", "small", "star", {"star": 0.8, "circle": 0.5}),
     ]
     second = [obj("star", "small", None, {}), obj("circle", "large", "circle", {"circle": 0.9, "star": 0.4})]
-    files = []
-    for i, read in enumerate((first, second)):
-        files.append(tmp_path / f"eval_dit_{i}.json")
-        files[-1].write_text(json.dumps({"summary": {}, "videos": [{"read": read}]}))
-    res = subprocess.run(
-        [sys.executable, "experiments/synthetic/ab_summary.py", "--shapes", *map(str, files)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 0, res.stderr
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in res.stdout.splitlines()[2:]}
+    printed = ab_summary_of(tmp_path, "--shapes", [{"read": first}, {"read": second}])
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in printed.splitlines()[2:]}
     assert list(rows) == ["circle, large", "star, small"]
     # 1 of 3 small stars read right; median asked-shape score over the two scored ones 0.7, best 0.75.
     assert rows["star, small"] == "| star, small | 1 / 3 (33%) | 0.70 | 0.75 | circle 1, not found 1 |"
@@ -300,19 +306,7 @@ def test_ab_summary_splits_shape_reads_by_visibility(tmp_path):
         "prompt": "A small red star moves left, partly visible on the right, while a small red square stays still.",
         "read": [obj("star", "star"), obj("square", None)],
     }
-    files = []
-    for i, video in enumerate((new, old)):
-        files.append(tmp_path / f"eval_dit_{i}.json")
-        files[-1].write_text(json.dumps({"summary": {}, "videos": [video]}))
-    res = subprocess.run(
-        [sys.executable, "experiments/synthetic/ab_summary.py", "--visibility", *map(str, files)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
+    lines = ab_summary_of(tmp_path, "--visibility", [new, old]).splitlines()
     assert lines[2:4] == [
         "| wholly in the frame at some time | 1 / 2 (50%) | 1 / 2 | 1 / 1 (100%) |",
         "| partly visible throughout | 1 / 2 (50%) | 1 / 2 | 1 / 1 (100%) |",
