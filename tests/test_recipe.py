@@ -202,11 +202,16 @@ def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_p
     ]
 
 
-def test_the_combined_arm_set_on_one_gpu_runs_its_first_arm_with_every_change(tmp_path):
+def test_the_combined_arm_set_runs_the_control_first_then_every_change_together(tmp_path):
     calls, res = run_ab(
-        tmp_path, PATH=gpus_on_path(tmp_path, 1), ARMS_FILE="experiments/synthetic/arms/combined.sh"
+        tmp_path, PATH=gpus_on_path(tmp_path, 2), ARMS_FILE="experiments/synthetic/arms/combined.sh"
     )
-    assert "1 GPUs for 6 arms: running combined; skipped dit240 control ln06 w512_240 control2" in res.stdout
+    assert "2 GPUs for 6 arms: running control combined; skipped dit240 ln06 w512_240 control2" in res.stdout
+    control = [c for c in calls if c[0] == "0"]  # the recipe as committed, on GPU 0
+    changed = ("--config.dit.width", "--config.vae_train.latent_noise")
+    assert not any(a.startswith(changed) for c in control for a in c)
+    assert dit_time_limit([c[1:] for c in control]) == 200
+    calls = [c for c in calls if c[0] == "1"]  # the combined arm, on GPU 1
     by_stage = {c[1]: c for c in calls if c[1] in ("train-vae", "train")}
     assert "--config.vae_train.latent_noise=0.6" in by_stage["train-vae"]
     assert "--config.dit.width=512" in by_stage["train"] and "--config.dit.mlp_dim=2048" in by_stage["train"]
