@@ -55,17 +55,21 @@ def _training(log: pathlib.Path) -> str:
     return ", ".join(parts)
 
 
+def _ranked(reads: list[str | None], none: str = "not found") -> str:
+    """'square 11, circle 8, not found 1': how often each shape was read, most often first (None: ``none``)."""
+    counts: dict[str, int] = {}
+    for got in reads:
+        counts[got or none] = counts.get(got or none, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def _misses(videos: list[dict], key: str = "read") -> str:
     """'misses read as square 11, circle 8, none 1' over every prompt object whose shape was misread (``key``
     "vae_read": on the VAE's round trip of the true clips)."""
-    counts: dict[str, int] = {}
-    for video in videos:
-        for obj in video.get(key, []):
-            got = obj["got"]["shape"] if obj["got"] else "none"
-            if got != obj["asked"]["shape"]:
-                counts[got] = counts.get(got, 0) + 1
-    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-    return "misses read as " + ", ".join(f"{k} {v}" for k, v in ranked) if counts else "no shape misses"
+    gots = [obj["got"] and obj["got"]["shape"] for video in videos for obj in video.get(key, [])]
+    asked = [obj["asked"]["shape"] for video in videos for obj in video.get(key, [])]
+    missed = [g for g, a in zip(gots, asked, strict=True) if g != a]
+    return "misses read as " + _ranked(missed, "none") if missed else "no shape misses"
 
 
 def partly_visible(video: dict) -> list[bool | None]:
@@ -120,11 +124,8 @@ def _partly(videos: list[dict]) -> str:
 
 def visibility_table(paths: list[pathlib.Path]) -> list[str]:
     """The ``--visibility`` table (markdown) over the prompt objects of every file."""
-    counts: dict[tuple[bool, str], list[int]] = {}
-    for path in paths:
-        for key, (r, n) in _visibility_counts(json.loads(path.read_text()).get("videos", [])).items():
-            c = counts.setdefault(key, [0, 0])
-            c[0], c[1] = c[0] + r, c[1] + n
+    videos = [video for path in paths for video in json.loads(path.read_text()).get("videos", [])]
+    counts = _visibility_counts(videos)
     misses = {k: n - r for k, (r, n) in counts.items()}
     out = [
         "| prompt objects | samples: shape read right | share of the samples' misses | VAE round trip: read right |",
@@ -141,13 +142,12 @@ def visibility_table(paths: list[pathlib.Path]) -> list[str]:
         )
     # Per asked shape: the samples' reads of each group, and what its misses were read as.
     shapes: dict[tuple[str, bool], list] = {}
-    for path in paths:
-        for video in json.loads(path.read_text()).get("videos", []):
-            for obj, partly in zip(video.get("read", []), partly_visible(video), strict=False):
-                if partly is not None:
-                    shapes.setdefault((obj["asked"]["shape"], partly), []).append(
-                        obj["got"] and obj["got"]["shape"]
-                    )
+    for video in videos:
+        for obj, partly in zip(video.get("read", []), partly_visible(video), strict=False):
+            if partly is not None:
+                shapes.setdefault((obj["asked"]["shape"], partly), []).append(
+                    obj["got"] and obj["got"]["shape"]
+                )
     out += [
         "",
         "| asked shape | wholly in the frame: read right, misses read as | partly visible: read right, misses read as |",
@@ -160,13 +160,9 @@ def visibility_table(paths: list[pathlib.Path]) -> list[str]:
             if not reads:
                 cells.append("-")
                 continue
-            missed: dict[str, int] = {}
-            for got in reads:
-                if got != shape:
-                    missed[got or "not found"] = missed.get(got or "not found", 0) + 1
-            ranked = ", ".join(f"{k} {v}" for k, v in sorted(missed.items(), key=lambda kv: -kv[1]))
+            missed = [got for got in reads if got != shape]
             cells.append(
-                f"{len(reads) - sum(missed.values())} / {len(reads)}" + (f"; {ranked}" if ranked else "")
+                f"{len(reads) - len(missed)} / {len(reads)}" + (f"; {_ranked(missed)}" if missed else "")
             )
         out.append(f"| {shape} | {cells[0]} | {cells[1]} |")
     return out
@@ -225,11 +221,7 @@ def shape_table(paths: list[pathlib.Path]) -> list[str]:
     order = {s: i for i, s in enumerate(SIZES)}
     for (shape, size), entries in sorted(rows.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9))):
         right = sum(e[0] for e in entries)
-        misses: dict[str, int] = {}
-        for e in entries:
-            if not e[0]:
-                misses[e[3] or "not found"] = misses.get(e[3] or "not found", 0) + 1
-        missed = ", ".join(f"{k} {v}" for k, v in sorted(misses.items(), key=lambda kv: -kv[1]))
+        missed = _ranked([e[3] for e in entries if not e[0]])
         out.append(
             f"| {shape}, {size} | {right} / {len(entries)} ({right / len(entries):.0%}) | "
             f"{median([e[1] for e in entries])} | {median([e[2] for e in entries])} | {missed or '-'} |"

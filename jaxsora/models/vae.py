@@ -252,7 +252,7 @@ def block_upsample(z: jax.Array, s: int, f: int, is_first: bool, method: str = "
     frame of a clip over its one frame) and, in space, repeated over its ``s x s`` block (``nearest``) or
     interpolated bilinearly between block centres, clamped at the frame's edges (``linear``)."""
     if method == "linear":
-        z = _linear_up(_linear_up(z.astype(jnp.float32), s, axis=2), s, axis=3)
+        z = _linear_up(_linear_up(z, s, axis=2), s, axis=3)
     else:
         z = jnp.repeat(jnp.repeat(z, s, axis=2), s, axis=3)
     z = jnp.repeat(z, f, axis=1)
@@ -267,8 +267,7 @@ def _linear_up(z: jax.Array, s: int, axis: int) -> jax.Array:
     u = (np.arange(n * s) + 0.5) / s - 0.5
     lo = np.clip(np.floor(u), 0, n - 1).astype(np.int32)
     hi = np.clip(lo + 1, 0, n - 1)
-    w = np.clip(u - lo, 0.0, 1.0).astype(np.float32)
-    w[u < 0] = 0.0
+    w = np.clip(u - lo, 0.0, 1.0).astype(np.float32)  # 0 before the first centre (lo clamped to 0 there)
     shape = [1] * z.ndim
     shape[axis] = n * s
     w = jnp.asarray(w).reshape(shape)

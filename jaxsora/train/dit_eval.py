@@ -298,12 +298,7 @@ def _shape_misses(read) -> dict[str, int]:
 def _by_shape(read: list[dict], by_size: bool = False) -> dict[str, Any]:
     """Per asked shape: how many of its objects ``describe`` read as that shape, as "right / asked"; with
     ``by_size``, per asked shape and then per asked size (small, medium, large)."""
-    counts: dict[tuple[str, str], list[int]] = {}
-    for obj in read:
-        shape = obj["asked"]["shape"]
-        c = counts.setdefault((shape, obj["asked"]["size"] if by_size else ""), [0, 0])
-        c[0] += obj["got"] is not None and obj["got"]["shape"] == shape
-        c[1] += 1
+    counts = _shape_reads_by(read, lambda asked: (asked["shape"], asked["size"] if by_size else ""))
     if not by_size:
         return {shape: f"{r} / {n}" for (shape, _), (r, n) in sorted(counts.items())}
     out: dict[str, dict[str, str]] = {}
@@ -315,12 +310,18 @@ def _by_shape(read: list[dict], by_size: bool = False) -> dict[str, Any]:
 def _by_status(read: list[dict]) -> dict[str, str]:
     """Shape read right per the asked object's visibility in the clip (``stays``, ``enters``, ``leaves``,
     ``crosses``, ``partial``: never wholly in the frame), as "right / asked"."""
-    counts: dict[str, list[int]] = {}
+    counts = _shape_reads_by(read, lambda asked: asked.get("status") or "?")
+    return {status: f"{r} / {n}" for status, (r, n) in sorted(counts.items())}
+
+
+def _shape_reads_by(read: list[dict], key) -> dict[Any, list[int]]:
+    """``key(asked)`` -> [shapes read right, prompt objects] over ``read`` entries."""
+    counts: dict[Any, list[int]] = {}
     for obj in read:
-        c = counts.setdefault(obj["asked"].get("status") or "?", [0, 0])
+        c = counts.setdefault(key(obj["asked"]), [0, 0])
         c[0] += obj["got"] is not None and obj["got"]["shape"] == obj["asked"]["shape"]
         c[1] += 1
-    return {status: f"{r} / {n}" for status, (r, n) in sorted(counts.items())}
+    return counts
 
 
 def _accuracies(totals: dict[str, int]) -> dict[str, float]:
