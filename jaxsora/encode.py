@@ -5,12 +5,20 @@ Each process encodes its own shard of the source (``jax.process_index()``) into 
 every finished part the data iterator's state is saved, so an interrupted run resumes at the next part:
 nothing written is redone, nothing is skipped. Statistics of the latent channels are accumulated for
 normalising the diffusion transformer's inputs.
+
+Two things keep the device busy. The encoder is compiled ahead, in background threads, for the clip shapes
+the first ``SCAN_CLIPS`` clips of the shard have (read from the source's clip descriptions, no pixels) while
+the data workers start, instead of one shape after another as their first batches arrive; a shape not
+foreseen compiles when it comes. And a batch's encoding runs on the device while the host writes the batch
+before it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import json
+import os
 import pathlib
 
 import jax
@@ -18,10 +26,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsora import tokenizer
-from jaxsora.data.buckets import pad_to_full_batch, to_signed_unit
+from jaxsora.data.buckets import full_batch_size, pad_to_full_batch
 from jaxsora.data.latents import ChannelStats, PartWriter, part_path
-from jaxsora.data.pipeline import batched_dataset, close_iterator, make_source
+from jaxsora.data.pipeline import batched_dataset, clip_shapes, close_iterator, make_source
 from jaxsora.progress import progress_bar
+
+SCAN_CLIPS = 2000  # clips of the shard whose shapes are compiled for ahead
+
+
+def precompile_shapes(codec, source, config, pool, *, shard_index: int, shard_count: int, start: int, limit):
+    """On ``pool``: read the shapes of the shard's clips from its ``start``-th on (at most ``SCAN_CLIPS`` of
+    them, and ``limit`` if given) and start compiling the encoder for each shape's full uint8 batch, the
+    commonest shape first. Returns the scan's future (its result: the shapes found, (T, H, W) -> count)."""
+
+    def scan():
+        stop = start + (SCAN_CLIPS if limit is None else min(SCAN_CLIPS, limit))
+        shapes = clip_shapes(source, config, range(len(source))[shard_index::shard_count][start:stop])
+        for t, h, w in sorted(shapes, key=shapes.get, reverse=True):
+            codec.precompile_encode(pool, (full_batch_size((t, h, w), config.data), t, h, w, 3), np.uint8)
+        return shapes
+
+    return pool.submit(scan)
 
 
 def encode_dataset(
@@ -41,12 +66,12 @@ def encode_dataset(
     config.unlock() if hasattr(config, "unlock") else None
     config.data.shuffle = False
     config.data.batch_multiple = 1
-    process, count = jax.process_index(), jax.process_count()
+    process, processes = jax.process_index(), jax.process_count()
     source = make_source(config.data)
     # uint8 batches (a quarter of the host work and transfer), converted on the device before the encoder
     data_iter = iter(
         batched_dataset(
-            source, config, shard_index=process, shard_count=count, num_epochs=1, video_dtype="uint8"
+            source, config, shard_index=process, shard_count=processes, num_epochs=1, video_dtype="uint8"
         )
     )
 
@@ -59,30 +84,27 @@ def encode_dataset(
     # text when training): rows of text.max_len for the byte encoder, never shorter than 256 bytes otherwise,
     # so a words config's short rows (64) do not cut the stored byte captions.
     byte_len = config.text.max_len if config.text_encoder.kind == "byte" else max(config.text.max_len, 256)
-    total = len(source) // count if max_clips is None else max_clips
+    total = len(source) // processes if max_clips is None else max_clips
     bar = progress_bar(total=total, initial=done["clips"], desc="encode", unit="clip", disable=not progress)
     writer = None
 
-    def finish_part():
+    def finish_part(state):
         writer.close()
         done["parts"] += 1
-        done["iterator"] = data_iter.get_state()
+        done["iterator"] = state
         done["stats"] = stats.state()
         progress_path.write_text(json.dumps(done))
 
-    while max_clips is None or done["clips"] < max_clips:
-        try:
-            batch = next(data_iter)
-        except StopIteration:
-            break
-        video = to_signed_unit(jnp.asarray(pad_to_full_batch(batch["video"], config.data)))
-        mean, std = codec.encode(video, chunk_latents=chunk_latents, with_std=True)
+    def write(batch, mean, std, state):
+        """Writes one encoded batch (its device arrays fetched here) and, at a part's end, the iterator
+        ``state`` taken right after this batch was pulled."""
+        nonlocal writer
         count = len(batch["video"])
         mean, std = np.asarray(mean[:count], np.float32), np.asarray(std[:count], np.float32)
         if writer is None:
             writer = PartWriter(part_path(out, process, done["parts"]))
         t, h, w = batch["video"].shape[1:4]
-        for k in range(len(mean)):
+        for k in range(count):
             tokens, mask = tokenizer.encode(batch["caption"][k], byte_len)
             writer.write(
                 {
@@ -100,13 +122,47 @@ def encode_dataset(
                 }
             )
             stats.update(mean[k])
-        done["clips"] += len(mean)
-        bar.update(len(mean))
+        done["clips"] += count
+        bar.update(count)
         if writer.count >= part_size:
-            finish_part()
+            finish_part(state)
             writer = None
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+    if chunk_latents == 0:  # one-shot encodes: one executable per shape, compiled ahead
+        precompile_shapes(
+            codec,
+            source,
+            config,
+            pool,
+            shard_index=process,
+            shard_count=processes,
+            start=done["clips"],
+            limit=None if max_clips is None else max_clips - done["clips"],
+        )
+    pending = None  # (batch, mean, std, iterator state): encoding on the device, not yet written
+    pulled = done["clips"]
+    while max_clips is None or pulled < max_clips:
+        try:
+            batch = next(data_iter)
+        except StopIteration:
+            break
+        state = data_iter.get_state()
+        pulled += len(batch["video"])
+        # uint8 on the host, converted on the device; dispatched before the previous batch is written
+        mean, std = codec.encode(
+            jnp.asarray(pad_to_full_batch(batch["video"], config.data)),
+            chunk_latents=chunk_latents,
+            with_std=True,
+        )
+        if pending is not None:
+            write(*pending)
+        pending = (batch, mean, std, state)
+    if pending is not None:
+        write(*pending)
+    pool.shutdown(wait=True, cancel_futures=True)
     if writer is not None:
-        finish_part()
+        finish_part(data_iter.get_state())
     bar.close()
     close_iterator(data_iter)
     meta = {

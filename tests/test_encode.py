@@ -120,3 +120,27 @@ def test_encode_pads_partial_batches_to_one_size_per_shape(trained, tmp_path):
     clip = FakeSource(24).load(index, list(range(r["frames"])), r["height"], r["width"]).frames
     alone, _ = real_encode(jax.numpy.asarray(clip[None], jax.numpy.float32) / 127.5 - 1.0, with_std=True)
     np.testing.assert_allclose(r["mean"], np.asarray(alone[0]), atol=1e-5)
+
+
+def test_encode_runs_the_encoders_compiled_ahead(trained, tmp_path, monkeypatch):
+    """The encoder is compiled ahead for every clip shape of the source (found from its clip descriptions),
+    each batch runs one of those executables (jit never compiles), and the latents are those of a run
+    without them."""
+    codec, config = vae_train.load_codec(trained)
+    meta = encode_dataset(codec, config, tmp_path / "ahead", part_size=100, progress=False)
+    assert meta["clips"] == 24
+    ahead = LatentDataset(tmp_path / "ahead")
+    shapes = {(ahead[i]["frames"], ahead[i]["height"], ahead[i]["width"]) for i in range(len(ahead))}
+    compiled = {key[0][1:4] for key in codec._encode_ahead}
+    assert shapes and shapes <= compiled, (shapes, compiled)
+    assert all(key[1] == np.uint8 and key[0][0] == 8 for key in codec._encode_ahead)
+    assert codec._encode._cache_size() == 0  # every batch ran an executable compiled ahead
+
+    monkeypatch.setattr(encode_mod, "precompile_shapes", lambda *a, **k: None)
+    plain, _ = vae_train.load_codec(trained)
+    encode_dataset(plain, config, tmp_path / "jit", part_size=100, progress=False)
+    assert not plain._encode_ahead and plain._encode._cache_size() == len(shapes)
+    jit = LatentDataset(tmp_path / "jit")
+    by_id = {jit[i]["source_id"]: jit[i] for i in range(len(jit))}
+    for i in range(len(ahead)):
+        np.testing.assert_allclose(ahead[i]["mean"], by_id[ahead[i]["source_id"]]["mean"], atol=1e-6)

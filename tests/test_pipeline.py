@@ -51,7 +51,7 @@ def test_uint8_batches_are_the_same_pixels():
     batches' pixels, converted on the consumer's side by ``to_signed_unit`` (numpy or jax)."""
     import jax.numpy as jnp
 
-    from jaxsora.data.buckets import to_signed_unit
+    from jaxsora.data.pixels import to_signed_unit
 
     config = tiny_config()
     floats = itertools.islice(batched_dataset(FakeSource(40), config, shard_index=0, shard_count=1), 4)

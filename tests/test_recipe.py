@@ -59,6 +59,21 @@ def test_recipe_gives_the_dit_less_time_on_a_slow_machine(tmp_path):
     assert dit_time_limit(calls) == 60
 
 
+def test_recipe_can_give_the_dit_all_the_time_left(tmp_path):
+    calls, out = run_recipe(tmp_path, 2, DIT_SECONDS="fill", DEADLINE_S="300", EVAL_RESERVE_S="100")
+    assert 196 <= dit_time_limit(calls) <= 198
+    assert "the DiT gets the" in out
+    res = subprocess.run(
+        ["bash", "experiments/synthetic/recipe.sh", str(tmp_path / "bad")],
+        cwd=REPO,
+        env={**os.environ, "JAXSORA": "true", "DIT_SECONDS": "3m"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and "DIT_SECONDS must be" in res.stderr
+
+
 FAKE_EVAL = """#!/usr/bin/env bash
 echo "$CUDA_VISIBLE_DEVICES $*" >> {log}
 if [ "$1" = eval-dit ]; then
@@ -202,20 +217,20 @@ def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_p
     ]
 
 
-def test_the_combined_arm_set_runs_the_control_first_then_every_change_together(tmp_path):
+def test_the_combined_arm_set_runs_every_change_together_then_the_control(tmp_path):
     calls, res = run_ab(
         tmp_path, PATH=gpus_on_path(tmp_path, 2), ARMS_FILE="experiments/synthetic/arms/combined.sh"
     )
-    assert "2 GPUs for 6 arms: running control combined; skipped dit240 ln06 w512_240 control2" in res.stdout
-    control = [c for c in calls if c[0] == "0"]  # the recipe as committed, on GPU 0
+    assert "2 GPUs for 6 arms: running combined control; skipped dit240 ln06 w512_240 control2" in res.stdout
+    control = [c for c in calls if c[0] == "1"]  # the recipe as committed, on GPU 1
     changed = ("--config.dit.width", "--config.vae_train.latent_noise")
     assert not any(a.startswith(changed) for c in control for a in c)
     assert dit_time_limit([c[1:] for c in control]) == 200
-    calls = [c for c in calls if c[0] == "1"]  # the combined arm, on GPU 1
+    calls = [c for c in calls if c[0] == "0"]  # the combined arm, on GPU 0
     by_stage = {c[1]: c for c in calls if c[1] in ("train-vae", "train")}
     assert "--config.vae_train.latent_noise=0.6" in by_stage["train-vae"]
     assert "--config.dit.width=512" in by_stage["train"] and "--config.dit.mlp_dim=2048" in by_stage["train"]
-    assert dit_time_limit([c[1:] for c in calls]) == 240
+    assert 450 <= dit_time_limit([c[1:] for c in calls]) <= 460  # all the deadline leaves: 570 - 110 - ~0
     evals = [c for c in calls if c[1] == "eval-dit"]
     assert len(evals) == 2 and evals[1][-2:] == ["--sampler", "heun"]
     got = returned(tmp_path / "out", tmp_path / "returned")

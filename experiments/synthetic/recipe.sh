@@ -67,9 +67,16 @@ fi
 # call: at most DEADLINE_S (from the recipe's start) minus what has passed minus EVAL_RESERVE_S (the DiT
 # stage's start-up and last save, ~30 s, and the evaluations, ~40-80 s), and at least 60 s. On the H100s and
 # H200s so far the encode ended at 218-255 s, leaving 205-242 s: the full 200.
+# DIT_SECONDS=fill gives the DiT all of that (at least 60 s): whatever the stages before it left.
 dit_seconds=${DIT_SECONDS:-200}
 dit_left=$((${DEADLINE_S:-570} - (SECONDS - t0) - ${EVAL_RESERVE_S:-110}))
-if [ "$dit_left" -lt "$dit_seconds" ]; then
+if [ "$dit_seconds" = fill ]; then
+  dit_seconds=$((dit_left > 60 ? dit_left : 60))
+  echo "[recipe] the DiT gets the ${dit_seconds} s left before the deadline (DEADLINE_S=${DEADLINE_S:-570})"
+elif [[ ! $dit_seconds =~ ^[0-9]+$ ]]; then
+  echo "[recipe] DIT_SECONDS must be a whole number of seconds or 'fill', got '$dit_seconds'" >&2
+  exit 2
+elif [ "$dit_left" -lt "$dit_seconds" ]; then
   dit_seconds=$((dit_left > 60 ? dit_left : 60))
   echo "[recipe] the DiT gets ${dit_seconds} s instead of ${DIT_SECONDS:-200} (DEADLINE_S=${DEADLINE_S:-570})"
 fi

@@ -25,6 +25,8 @@ from typing import Any
 import grain
 import numpy as np
 
+from jaxsora.data.pixels import to_signed_unit
+
 log = logging.getLogger(__name__)
 
 # Keys stacked into arrays; every other key becomes a list.
@@ -78,13 +80,6 @@ def collate(elements: list[dict[str, Any]], video_dtype: str = "float32") -> dic
         values = [e[key] for e in elements]
         batch[key] = np.stack(values) if key in _ARRAY_KEYS else values
     return batch
-
-
-def to_signed_unit(video):
-    """uint8 pixels -> float32 in [-1, 1] (numpy or jax arrays; float input is returned as it is)."""
-    if video.dtype != np.uint8:
-        return video
-    return video.astype(np.float32) * (2.0 / 255.0) - 1.0
 
 
 class BucketBatchIterDataset(grain.IterDataset):

@@ -125,6 +125,45 @@ class ClipSpec:
             text_max_len=config.text.max_len,
         )
 
+    def plan(self, info, rng: np.random.Generator | None = None) -> tuple[list[int], float, int, int]:
+        """(native frame indices, output fps, height, width) of a clip described by ``info`` (a
+        :class:`ClipInfo`); ``rng`` only moves the frame window, never the clip's output shape."""
+        frames, fps = geometry.plan_frames(
+            info.num_frames,
+            info.fps,
+            target_fps=self.fps,
+            max_frames=self.max_frames,
+            temporal_factor=self.temporal_factor,
+            rng=rng,
+            choices=self.frame_choices,
+        )
+        height, width = geometry.plan_size(
+            info.height,
+            info.width,
+            max_pixels=self.max_pixels,
+            multiple=self.spatial_multiple,
+            crop=self.crop,
+            upscale=self.upscale,
+        )
+        return frames, fps, height, width
+
+
+def clip_shapes(
+    source: ClipSource, config: ml_collections.ConfigDict, indices
+) -> dict[tuple[int, int, int], int]:
+    """(T, H, W) -> count over the clips ``indices`` of ``source``: the shapes the pipeline makes of them,
+    from :meth:`ClipSource.info` alone (no pixels read). Clips the source cannot describe are left out."""
+    spec = ClipSpec.from_config(config)
+    shapes: dict[tuple[int, int, int], int] = {}
+    for index in indices:
+        try:
+            frames, _, height, width = spec.plan(source.info(int(index)))
+        except UnreadableClipError:
+            continue
+        key = (len(frames), height, width)
+        shapes[key] = shapes.get(key, 0) + 1
+    return shapes
+
 
 class LoadClip(grain.transforms.RandomMap):
     """Source index -> example dict (or a ``{"skipped": id}`` marker for an unreadable clip)."""
@@ -138,23 +177,7 @@ class LoadClip(grain.transforms.RandomMap):
         spec = self.spec
         try:
             info = self.source.info(index)
-            frames, fps = geometry.plan_frames(
-                info.num_frames,
-                info.fps,
-                target_fps=spec.fps,
-                max_frames=spec.max_frames,
-                temporal_factor=spec.temporal_factor,
-                rng=rng if spec.random_crop else None,
-                choices=spec.frame_choices,
-            )
-            height, width = geometry.plan_size(
-                info.height,
-                info.width,
-                max_pixels=spec.max_pixels,
-                multiple=spec.spatial_multiple,
-                crop=spec.crop,
-                upscale=spec.upscale,
-            )
+            frames, fps, height, width = spec.plan(info, rng if spec.random_crop else None)
             clip = self.source.load(index, frames, height, width, rng=rng)
         except UnreadableClipError as e:
             return {"skipped": e.source_id, "reason": e.reason}

@@ -1,6 +1,7 @@
 """Encoding and decoding videos of any length and size with a trained :class:`~jaxsora.models.vae.VAE`.
 
-* one-shot: the whole clip in one jitted call (compiled once per shape);
+* one-shot: the whole clip in one jitted call (compiled once per shape, or ahead of time in background threads
+  for the shapes to come: :meth:`VideoCodec.precompile_encode`);
 * chunked (causal streaming): the first frame alone, then ``temporal_factor * chunk_latents`` frames per call,
   the convolutions' past frames carried in the ``"cache"`` collection. Equal to one-shot (to float rounding),
   with memory set by the chunk, not the clip's length;
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsora.data.pixels import to_signed_unit
 from jaxsora.models.vae import VAE, VAEConfig, check_video_shape
 
 
@@ -28,7 +30,11 @@ class VideoCodec:
         self.params = params
         self.model = VAE(cfg)
         m = self.model
-        self._encode = jax.jit(lambda p, x: _moments(*m.apply({"params": p}, x, method=VAE.encode)))
+        # uint8 pixels are converted to [-1, 1] inside the jitted call (float input is taken as it is)
+        self._encode = jax.jit(
+            lambda p, x: _moments(*m.apply({"params": p}, to_signed_unit(x), method=VAE.encode))
+        )
+        self._encode_ahead: dict = {}  # (shape, dtype) -> future of a compiled one-shot encoder
         self._decode = jax.jit(lambda p, z: m.apply({"params": p}, z, method=VAE.decode))
 
         def enc_stream(p, cache, x):
@@ -64,8 +70,22 @@ class VideoCodec:
 
     def _encode_time(self, video, chunk_latents):
         if chunk_latents:
-            return self._encode_chunked(video, chunk_latents)
+            return self._encode_chunked(to_signed_unit(video), chunk_latents)
+        future = self._encode_ahead.get((tuple(video.shape), np.dtype(video.dtype)))
+        if future is not None and not future.cancelled():  # cancelled: its pool was shut down first
+            return future.result()(self.params, video)
         return self._encode(self.params, video)
+
+    def precompile_encode(self, pool, shape: tuple[int, ...], dtype=np.uint8) -> None:
+        """Compile the one-shot encoder for videos of ``shape`` ``[B, T, H, W, 3]`` and ``dtype`` on ``pool``
+        (a thread pool), so that :meth:`encode` of such a video later runs the executable instead of compiling
+        then; several shapes compile side by side. A shape asked for twice compiles once."""
+        key = (tuple(shape), np.dtype(dtype))
+        if key in self._encode_ahead:
+            return
+        check_video_shape(key[0], self.cfg)
+        spec = jax.ShapeDtypeStruct(key[0], key[1])
+        self._encode_ahead[key] = pool.submit(lambda: self._encode.lower(self.params, spec).compile())
 
     def _decode_time(self, z, chunk_latents):
         if chunk_latents:
@@ -82,15 +102,18 @@ class VideoCodec:
         overlap: int = 0,
         with_std: bool = False,
     ):
-        """Latent means ``[B, 1 + (T-1)/f, H/s, W/s, C]`` of a video ``[B, T, H, W, 3]`` in [-1, 1]
-        (and the posterior's standard deviations, with ``with_std``).
+        """Latent means ``[B, 1 + (T-1)/f, H/s, W/s, C]`` of a video ``[B, T, H, W, 3]`` in [-1, 1] (or of
+        uint8 pixels, converted on the device) and the posterior's standard deviations, with ``with_std``.
 
         ``chunk_latents`` > 0 streams that many latent frames per call; ``tile`` > 0 codes square pixel tiles
         of that side overlapping by ``overlap`` pixels (both multiples of the spatial factor).
         """
         check_video_shape(video.shape, self.cfg)
         fn = functools.partial(self._encode_time, chunk_latents=chunk_latents)
-        moments = _tiled(fn, video, tile, overlap, self.cfg.spatial_factor, down=True) if tile else fn(video)
+        if tile:
+            moments = _tiled(fn, to_signed_unit(video), tile, overlap, self.cfg.spatial_factor, down=True)
+        else:
+            moments = fn(video)
         mean, std = jnp.split(moments, 2, axis=-1)
         return (mean, std) if with_std else mean
 

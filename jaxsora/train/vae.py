@@ -24,8 +24,9 @@ import optax
 
 from jaxsora import parallel
 from jaxsora.data import geometry
-from jaxsora.data.buckets import batch_size_for, to_signed_unit
+from jaxsora.data.buckets import batch_size_for
 from jaxsora.data.pipeline import batched_dataset, close_iterator, make_source
+from jaxsora.data.pixels import to_signed_unit
 from jaxsora.models.vae import VAE, VAEConfig
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config

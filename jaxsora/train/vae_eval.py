@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsora.data.buckets import full_batch_size, pad_to_full_batch, to_signed_unit
+from jaxsora.data.buckets import full_batch_size, pad_to_full_batch
 from jaxsora.data.pipeline import clip_dataset, make_source
+from jaxsora.data.pixels import to_signed_unit
 from jaxsora.models.vae_codec import VideoCodec
 from jaxsora.progress import progress_bar
 from jaxsora.train import metrics as metrics_lib
