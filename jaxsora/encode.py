@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import json
+import logging
 import os
 import pathlib
 
@@ -31,13 +32,16 @@ from jaxsora.data.latents import ChannelStats, PartWriter, part_path
 from jaxsora.data.pipeline import batched_dataset, clip_shapes, close_iterator, make_source
 from jaxsora.progress import progress_bar
 
+log = logging.getLogger(__name__)
+
 SCAN_CLIPS = 2000  # clips of the shard whose shapes are compiled for ahead
 
 
 def precompile_shapes(codec, source, config, pool, *, shard_index: int, shard_count: int, start: int, limit):
     """On ``pool``: read the shapes of the shard's clips from its ``start``-th on (at most ``SCAN_CLIPS`` of
     them, and ``limit`` if given) and start compiling the encoder for each shape's full uint8 batch, the
-    commonest shape first. Returns the scan's future (its result: the shapes found, (T, H, W) -> count)."""
+    commonest shape first. A scan that fails is logged; each shape then compiles when its first batch comes.
+    Returns the scan's future (its result: the shapes found, (T, H, W) -> count)."""
 
     def scan():
         stop = start + (SCAN_CLIPS if limit is None else min(SCAN_CLIPS, limit))
@@ -46,7 +50,13 @@ def precompile_shapes(codec, source, config, pool, *, shard_index: int, shard_co
             codec.precompile_encode(pool, (full_batch_size((t, h, w), config.data), t, h, w, 3), np.uint8)
         return shapes
 
-    return pool.submit(scan)
+    def report(future):
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("reading the clip shapes to compile for ahead failed: %r", future.exception())
+
+    future = pool.submit(scan)
+    future.add_done_callback(report)
+    return future
 
 
 def encode_dataset(
@@ -100,7 +110,8 @@ def encode_dataset(
         ``state`` taken right after this batch was pulled."""
         nonlocal writer
         count = len(batch["video"])
-        mean, std = np.asarray(mean[:count], np.float32), np.asarray(std[:count], np.float32)
+        # the whole padded batch to the host, then the real rows (a device slice would compile per row count)
+        mean, std = np.asarray(mean, np.float32)[:count], np.asarray(std, np.float32)[:count]
         if writer is None:
             writer = PartWriter(part_path(out, process, done["parts"]))
         t, h, w = batch["video"].shape[1:4]
