@@ -78,8 +78,8 @@ def get_config():
 
     tr = config.train
     # Time-boxed (compiles included; recipe.sh passes its DIT_SECONDS, 200): the cosine decay follows the
-    # fraction of time_limit_s used; steps is only an upper bound. For a step-exact run: schedule=steps,
-    # time_limit_s=0.
+    # fraction used of the time from the first step to time_limit_s; steps is only an upper bound. For a
+    # step-exact run: schedule=steps, time_limit_s=0.
     tr.steps = 100_000
     tr.time_limit_s = 230.0
     tr.schedule = "time"

@@ -43,6 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.shuffle = True
     data.num_threads = 2  # decode/render threads in this process
     data.num_workers = 0  # worker processes (grain multiprocessing); 0 = none
+    data.worker_buffer_size = 1  # clips each worker process may hold ready (grain's per_worker_buffer_size)
 
     data.synthetic = ml_collections.ConfigDict()
     data.synthetic.num_clips = 100_000
@@ -154,8 +155,13 @@ def get_config() -> ml_collections.ConfigDict:
         ""  # the VAE workdir (decodes sample videos); default: the one recorded in the latents' meta.json
     )
     tr.steps = 200
-    tr.time_limit_s = 0.0  # stop (with a checkpoint) after this many seconds, compiles included; 0 = none
-    tr.schedule = "steps"  # the cosine decay follows: steps | time (the fraction of time_limit_s used)
+    # stop (with a checkpoint) this many seconds after the trainer starts, waiting and compiles included; 0 = none
+    tr.time_limit_s = 0.0
+    # the cosine decay follows: steps | time (the fraction used of the time from the first step to time_limit_s)
+    tr.schedule = "steps"
+    # > 0: the latent dataset may still be being encoded (`jaxsora encode` beside this run): wait up to this many
+    # seconds for the encode to start (its meta.json), build and compile meanwhile, then wait for it to end
+    tr.wait_for_latents_s = 0.0
     tr.log_every = 10
     tr.ckpt_every = 100
     tr.keep = 3

@@ -66,6 +66,7 @@ def train_models(
     import jax
 
     from jaxsora.config import load_config
+    from jaxsora.data.latents import is_complete, read_meta
     from jaxsora.encode import encode_dataset
     from jaxsora.train.dit import DiTTrainer
     from jaxsora.train.vae import VAETrainer, load_codec
@@ -80,7 +81,7 @@ def train_models(
     print(f"[1/4] training the VAE ({vae_steps} steps)")
     VAETrainer(config, out / "vae").run(progress=progress)
     latents = out / "latents"
-    if not (latents / "meta.json").is_file():
+    if not ((latents / "meta.json").is_file() and is_complete(read_meta(latents, allow_incomplete=True))):
         print(f"[2/4] encoding {clips} clips")
         codec, vae_config = load_codec(out / "vae")
         encode_dataset(

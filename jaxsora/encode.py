@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxsora import tokenizer
 from jaxsora.data.buckets import full_batch_size, pad_to_full_batch
-from jaxsora.data.latents import ChannelStats, PartWriter, part_path
+from jaxsora.data.latents import ChannelStats, PartWriter, part_path, write_meta
 from jaxsora.data.pipeline import batched_dataset, clip_shapes, close_iterator, make_source
 from jaxsora.progress import progress_bar
 
@@ -94,6 +94,18 @@ def encode_dataset(
     # text when training): rows of text.max_len for the byte encoder, never shorter than 256 bytes otherwise,
     # so a words config's short rows (64) do not cut the stored byte captions.
     byte_len = config.text.max_len if config.text_encoder.kind == "byte" else max(config.text.max_len, 256)
+    header = {
+        "vae": {**codec.cfg.__dict__, "channel_mult": list(codec.cfg.channel_mult)},
+        "spatial_factor": codec.cfg.spatial_factor,
+        "temporal_factor": codec.cfg.temporal_factor,
+        "latent_channels": codec.cfg.latent_channels,
+        "text_max_len": byte_len,
+        **(extra_meta or {}),
+    }
+    if (
+        process == 0
+    ):  # what a trainer started beside the encode needs to build and compile (latents.wait_for_meta)
+        write_meta(out, {**header, "complete": False})
     total = len(source) // processes if max_clips is None else max_clips
     bar = progress_bar(total=total, initial=done["clips"], desc="encode", unit="clip", disable=not progress)
     writer = None
@@ -177,16 +189,12 @@ def encode_dataset(
     bar.close()
     close_iterator(data_iter)
     meta = {
-        "vae": {**codec.cfg.__dict__, "channel_mult": list(codec.cfg.channel_mult)},
-        "spatial_factor": codec.cfg.spatial_factor,
-        "temporal_factor": codec.cfg.temporal_factor,
-        "latent_channels": codec.cfg.latent_channels,
+        **header,
         "latent_mean": stats.mean.tolist(),
         "latent_std": stats.std.tolist(),
         "clips": done["clips"],
-        "text_max_len": byte_len,
-        **(extra_meta or {}),
+        "complete": True,
     }
     if process == 0:
-        (out / "meta.json").write_text(json.dumps(meta, indent=2))
+        write_meta(out, meta)
     return meta

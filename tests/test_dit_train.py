@@ -1,8 +1,13 @@
 """`jaxsora train` on the 8-device CPU mesh: the loss falls, a sharded step equals the one-device step,
 checkpoints restore exactly, a preempted run resumes into the uninterrupted run's losses."""
 
+import json
 import os
+import pathlib
+import shutil
 import signal
+import threading
+import time
 
 import flax.linen as nn
 import jax
@@ -14,7 +19,7 @@ from latent_factory import make_latent_dataset
 
 from jaxsora import parallel
 from jaxsora.config import load_config
-from jaxsora.data.latents import LatentDataset
+from jaxsora.data.latents import LatentDataset, write_meta
 from jaxsora.data.packing import packed_dataset
 from jaxsora.sample import Generator
 from jaxsora.train import dit as dit_train
@@ -96,6 +101,10 @@ def test_a_few_steps_lower_the_loss(latents, tmp_path):
 def packed_batch_and_params(latents, config, parts):
     batch = next(iter(packed_dataset(LatentDataset(latents), config)))
     batch = {k: np.asarray(batch[k]) for k in dit_train.BATCH_KEYS}
+    batch |= {
+        "latent_mean": parts.latent_mean,
+        "latent_std": parts.latent_std,
+    }  # inputs, as the trainer gives
     params = jax.jit(lambda key: nn.meta.unbox(parts.init_params(key)))(jax.random.key(0))
     params = model_params.perturbed(params, 0.05, seed=1)  # zero-initialised gates would hide most gradients
     return batch, params
@@ -187,6 +196,67 @@ def test_sigterm_saves_and_resume_reproduces_the_uninterrupted_losses(latents, s
     assert rec_c.losses == reference_losses[3:]  # exactly: same batches, same rngs, same state
     for a, b in zip(jax.tree.leaves(reference.state), jax.tree.leaves(resumed.state), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_trainer_started_beside_the_encode_compiles_waits_and_trains_as_after_it(
+    latents, straight, tmp_path
+):
+    """train.wait_for_latents_s: the trainer waits for the encode's first meta.json (channels, no statistics),
+    compiles its step meanwhile, waits for the encode to end, and then trains exactly as a trainer started
+    afterwards (the statistics are inputs of the step, not constants compiled into it)."""
+    _, reference_losses = straight
+    folder = tmp_path / "latents"
+    folder.mkdir()
+    meta = json.loads((pathlib.Path(latents) / "meta.json").read_text())
+    header = {k: v for k, v in meta.items() if k not in ("latent_mean", "latent_std", "clips")}
+    config = config_for(str(folder), *RUN, "train.wait_for_latents_s=300")
+    box: dict = {}
+
+    def train():
+        box["trainer"] = trainer = dit_train.DiTTrainer(config, tmp_path / "dit")
+        box["rec"] = Recorder(trainer)
+        box["result"] = trainer.run(progress=False)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    time.sleep(1.0)
+    assert thread.is_alive() and "trainer" not in box  # no meta.json yet: waiting for the encode to start
+    write_meta(folder, {**header, "complete": False})
+    deadline = time.monotonic() + 120
+    while not (box.get("trainer") and box["trainer"]._step and box["trainer"]._step.futures):
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.1)
+    [future] = box["trainer"]._step.futures.values()
+    future.result(timeout=120)  # compiled while the dataset is incomplete
+    time.sleep(1.0)
+    assert thread.is_alive() and "result" not in box and not box["rec"].losses
+    for part in pathlib.Path(latents).glob("latents-*.array_record"):
+        shutil.copy(part, folder)
+    write_meta(folder, meta | {"complete": True})
+    thread.join(timeout=300)
+    assert box["result"]["steps"] == 5
+    assert box["rec"].losses == reference_losses
+    assert (
+        box["trainer"].ahead_step().jitted._cache_size() == 0
+    )  # every step ran the executable compiled ahead
+
+
+def test_an_incomplete_latent_dataset_is_refused_and_waiting_for_one_times_out(latents, tmp_path):
+    meta = json.loads((pathlib.Path(latents) / "meta.json").read_text())
+    folder = tmp_path / "latents"
+    folder.mkdir()
+    for part in pathlib.Path(latents).glob("latents-*.array_record"):
+        shutil.copy(part, folder)
+    write_meta(folder, meta | {"complete": False})  # an encode still running, or interrupted
+    with pytest.raises(ValueError, match="incomplete: its encode is still running or was interrupted"):
+        dit_train.DiTTrainer(config_for(str(folder)), tmp_path / "a")
+    with pytest.raises(ValueError, match="incomplete"):
+        LatentDataset(folder)
+    trainer = dit_train.DiTTrainer(config_for(str(folder), "train.wait_for_latents_s=2"), tmp_path / "b")
+    with pytest.raises(TimeoutError, match="was not complete after waiting"):
+        trainer.run(progress=False)
+    with pytest.raises(TimeoutError, match="was not started after waiting 1 s"):
+        dit_train.DiTTrainer(config_for(str(tmp_path / "none"), "train.wait_for_latents_s=1"), tmp_path / "c")
 
 
 def test_time_limit_on_a_step_just_saved_stops_cleanly(latents, tmp_path):

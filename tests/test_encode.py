@@ -40,9 +40,21 @@ def fake_data(monkeypatch):
     monkeypatch.setattr(vae_eval, "make_source", lambda data: FakeSource(24))
 
 
-def test_encode_round_trip(trained, tmp_path):
+def test_encode_round_trip(trained, tmp_path, monkeypatch):
     codec, config = vae_train.load_codec(trained)
+    early = []  # meta.json as the first batch is encoded: written at the start, for a trainer beside the encode
+    encode = codec.encode
+
+    def first_sees_meta(*args, **kwargs):
+        if not early:
+            early.append(json.loads((tmp_path / "latents" / "meta.json").read_text()))
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(codec, "encode", first_sees_meta)
     meta = encode_dataset(codec, config, tmp_path / "latents", part_size=5, progress=False)
+    assert early[0]["complete"] is False and early[0]["latent_channels"] == codec.cfg.latent_channels
+    assert "latent_mean" not in early[0] and meta["complete"] is True
+    assert json.loads((tmp_path / "latents" / "meta.json").read_text()) == json.loads(json.dumps(meta))
     ds = LatentDataset(tmp_path / "latents")
     assert len(ds) == meta["clips"] == 24
     assert len(meta["latent_std"]) == codec.cfg.latent_channels

@@ -13,13 +13,17 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_recipe(tmp_path, encode_seconds: float, **env) -> tuple[list[list[str]], str]:
-    """Runs the recipe with JAXSORA = a script that logs its arguments (and sleeps in `encode`); returns the
-    logged command lines and the recipe's output."""
+def run_recipe(tmp_path, vae_seconds: float, encode_seconds: float = 0, encode_rc: int = 0, **env):
+    """Runs the recipe with JAXSORA = a script that logs its arguments (sleeping in `train-vae` and `encode`,
+    which logs `encode-end` as it ends with ``encode_rc``); returns the logged lines (split) and the completed
+    process."""
     log = tmp_path / "calls.txt"
     fake = tmp_path / "fake_jaxsora"
     fake.write_text(
-        f'#!/usr/bin/env bash\necho "$*" >> {log}\n[ "$1" != encode ] || sleep {encode_seconds}\n'
+        f'#!/usr/bin/env bash\necho "$*" >> {log}\ncase "$1" in\n'
+        f"  train-vae) sleep {vae_seconds} ;;\n"
+        f"  encode) sleep {encode_seconds}; echo encode-end >> {log}; exit {encode_rc} ;;\n"
+        '  train) exec sleep "${FAKE_TRAIN_S:-0}" ;;\nesac\n'  # exec: the pid the recipe stops
     )
     fake.chmod(0o755)
     out = subprocess.run(
@@ -30,8 +34,7 @@ def run_recipe(tmp_path, encode_seconds: float, **env) -> tuple[list[list[str]],
         text=True,
         timeout=60,
     )
-    assert out.returncode == 0, out.stderr
-    return [line.split() for line in log.read_text().splitlines()], out.stdout
+    return [line.split() for line in log.read_text().splitlines()], out
 
 
 def dit_time_limit(calls) -> int:
@@ -40,29 +43,34 @@ def dit_time_limit(calls) -> int:
     return int(limit.split("=")[1])
 
 
-def test_recipe_runs_its_stages_and_gives_the_dit_its_budget(tmp_path):
-    calls, out = run_recipe(tmp_path, 0, DIT_SECONDS="200", DIT_ARGS="--config.train.optim.lr=5e-4")
-    assert [c[0] for c in calls] == ["train-vae", "encode", "train", "eval-dit"]
+def test_recipe_trains_the_dit_beside_the_encode_within_its_budget(tmp_path):
+    calls, out = run_recipe(tmp_path, 0, 1, DIT_SECONDS="200", DIT_ARGS="--config.train.optim.lr=5e-4")
+    assert out.returncode == 0, out.stderr
+    names = [c[0] for c in calls]
+    # the DiT starts with the encode (compiling while it runs) and waits for its latents
+    assert names[0] == "train-vae" and names[-1] == "eval-dit"
+    assert names.index("train") < names.index("encode-end") and sorted(names[1:3]) == ["encode", "train"]
+    (train,) = [c for c in calls if c[0] == "train"]
+    assert "--config.train.wait_for_latents_s=1800" in train and "--config.train.optim.lr=5e-4" in train
     assert dit_time_limit(calls) == 200
-    assert "--config.train.optim.lr=5e-4" in calls[2]
-    assert "the DiT gets" not in out
+    assert "the encode and the DiT get" not in out.stdout
 
 
 def test_recipe_gives_the_dit_less_time_on_a_slow_machine(tmp_path):
-    # The encode "takes" 2 s: the DiT gets DEADLINE_S - 2 s - EVAL_RESERVE_S, here ~198 s instead of 250.
+    # The VAE "takes" 2 s: the DiT gets DEADLINE_S - 2 s - EVAL_RESERVE_S, here ~198 s instead of 250.
     calls, out = run_recipe(tmp_path, 2, DIT_SECONDS="250", DEADLINE_S="300", EVAL_RESERVE_S="100")
     assert 196 <= dit_time_limit(calls) <= 198
-    assert "the DiT gets" in out
+    assert "the encode and the DiT get" in out.stdout
     # ... and never less than 60 s.
     (tmp_path / "floor").mkdir()
     calls, _ = run_recipe(tmp_path / "floor", 2, DIT_SECONDS="250", DEADLINE_S="150", EVAL_RESERVE_S="100")
     assert dit_time_limit(calls) == 60
 
 
-def test_recipe_can_give_the_dit_all_the_time_left(tmp_path):
-    calls, out = run_recipe(tmp_path, 2, DIT_SECONDS="fill", DEADLINE_S="300", EVAL_RESERVE_S="100")
+def test_recipe_gives_the_dit_all_the_time_left_by_default(tmp_path):
+    calls, out = run_recipe(tmp_path, 2, DEADLINE_S="300", EVAL_RESERVE_S="100")
     assert 196 <= dit_time_limit(calls) <= 198
-    assert "the DiT gets the" in out
+    assert "the encode and the DiT get the" in out.stdout
     res = subprocess.run(
         ["bash", "experiments/synthetic/recipe.sh", str(tmp_path / "bad")],
         cwd=REPO,
@@ -72,6 +80,14 @@ def test_recipe_can_give_the_dit_all_the_time_left(tmp_path):
         timeout=60,
     )
     assert res.returncode == 2 and "DIT_SECONDS must be" in res.stderr
+
+
+def test_a_failed_encode_stops_the_dit_waiting_for_it(tmp_path):
+    start = time.monotonic()
+    calls, out = run_recipe(tmp_path, 0, 0, encode_rc=3, FAKE_TRAIN_S="30")
+    assert out.returncode == 1 and "encode failed (exit 3)" in out.stderr
+    assert time.monotonic() - start < 20  # the waiting DiT was stopped, not waited for
+    assert "eval-dit" not in [c[0] for c in calls]
 
 
 FAKE_EVAL = """#!/usr/bin/env bash
@@ -221,11 +237,11 @@ def test_the_combined_arm_set_runs_every_change_together_then_the_control(tmp_pa
     calls, res = run_ab(
         tmp_path, PATH=gpus_on_path(tmp_path, 2), ARMS_FILE="experiments/synthetic/arms/combined.sh"
     )
-    assert "2 GPUs for 6 arms: running combined control; skipped dit240 ln06 w512_240 control2" in res.stdout
+    assert "2 GPUs for 5 arms: running combined control; skipped ln06 w512 control2" in res.stdout
     control = [c for c in calls if c[0] == "1"]  # the recipe as committed, on GPU 1
     changed = ("--config.dit.width", "--config.vae_train.latent_noise")
     assert not any(a.startswith(changed) for c in control for a in c)
-    assert dit_time_limit([c[1:] for c in control]) == 200
+    assert 450 <= dit_time_limit([c[1:] for c in control]) <= 460  # all the deadline leaves: 570 - 110 - ~0
     calls = [c for c in calls if c[0] == "0"]  # the combined arm, on GPU 0
     by_stage = {c[1]: c for c in calls if c[1] in ("train-vae", "train")}
     assert "--config.vae_train.latent_noise=0.6" in by_stage["train-vae"]

@@ -3,7 +3,8 @@
 #   1. train the VAE (configs/vae_synthetic.py, <= VAE_SECONDS of training, compiles included), and score it
 #      on VAE_EVAL_NUM held-out clips (issue 3's figure, as vae_recipe.sh; 0 to skip), beside step 3
 #   2. encode CLIPS synthetic clips (configs/small.py's data: native aspect, ~128x128, 17 frames or images)
-#   3. train the DiT (configs/small.py, <= DIT_SECONDS, compiles included)
+#   3. train the DiT (configs/small.py), started with step 2: it compiles while the encode runs and trains once
+#      the latents are complete, until the deadline (DIT_SECONDS=fill, the default) or DIT_SECONDS
 #   4. evaluate: 64 held-out prompts -> videos -> describe() -> colour / shape / motion accuracy
 #   5. evaluate the modes beside step 4 (MODES_NUM cases each, default 32, as issue 5 asks; 0 to skip):
 #      image-to-video first-frame PSNR, forward extension continuity, loop seams, text-to-image colour/shape
@@ -24,11 +25,15 @@
 # committed.txt: 10,000 clips, DiT 200 s, eval-modes beside eval-dit) it ended at 524 s: VAE 140 s, encode
 # 78 s, DiT 230 s (first step at 39 s), eval-dit 38 s and eval-modes 76 s after the DiT for both.
 #
+# From the sixteenth session (NOTES DiT item 17) the encode and the DiT start together, and the DiT's time
+# counts from there; the runs above gave the DiT DIT_SECONDS (200) after the encode had ended.
+#
 # VAE_ARGS and DIT_ARGS add config overrides to the VAE's and the DiT's training; DEADLINE_S and EVAL_RESERVE_S
-# bound the DiT's time on a slow machine (below).
+# set the DiT's time (below).
 # JAXSORA may name the command (default `jaxsora`; `python -m jaxsora.cli` where the package is not installed).
 set -euo pipefail
 runs=${1:-runs}
+mkdir -p "$runs"
 jaxsora=${JAXSORA:-jaxsora}
 # One persistent compilation cache for every stage: eval-vae and encode code the same clip shapes in the same
 # batch sizes (eval-vae is given configs/small.py's batch settings below), eval-dit and eval-modes sample the
@@ -51,37 +56,59 @@ join_stage() {
 $jaxsora train-vae --config configs/vae_synthetic.py --workdir "$runs/vae" \
   --config.vae_train.time_limit_s="${VAE_SECONDS:-130}" ${VAE_ARGS:-}
 stamp "VAE trained"
-$jaxsora encode --vae "$runs/vae" --config configs/small.py --out "$runs/latents" --max-clips "${CLIPS:-10000}" \
-  --part-size 2000
+# The encode and the DiT's training start together: the trainer builds its model and compiles its step while the
+# encode writes the latents (it waits for their meta.json, which the encode writes first with the latent
+# channels and last with their statistics, the step's inputs), and trains as soon as the encode has ended. The
+# DiT's time limit counts from that common start, so it includes the encode: at most DEADLINE_S (from the
+# recipe's start) minus what has passed minus EVAL_RESERVE_S (the DiT's start-up and last save, ~20-40 s, and
+# the evaluations, ~40-80 s), and at least 60 s. DIT_SECONDS=fill (the default) gives it all of that; a number
+# caps it. The encode gets 20% of the GPU memory, the DiT 55%, eval-vae (beside the DiT's training) 15%.
+dit_seconds=${DIT_SECONDS:-fill}
+dit_left=$((${DEADLINE_S:-570} - (SECONDS - t0) - ${EVAL_RESERVE_S:-110}))
+if [ "$dit_seconds" = fill ]; then
+  dit_seconds=$((dit_left > 60 ? dit_left : 60))
+  echo "[recipe] the encode and the DiT get the ${dit_seconds} s left (DEADLINE_S=${DEADLINE_S:-570})"
+elif [[ ! $dit_seconds =~ ^[0-9]+$ ]]; then
+  echo "[recipe] DIT_SECONDS must be a whole number of seconds or 'fill', got '$dit_seconds'" >&2
+  exit 2
+elif [ "$dit_left" -lt "$dit_seconds" ]; then
+  dit_seconds=$((dit_left > 60 ? dit_left : 60))
+  echo "[recipe] the encode and the DiT get ${dit_seconds} s, not ${DIT_SECONDS} (DEADLINE_S=${DEADLINE_S:-570})"
+fi
+XLA_PYTHON_CLIENT_MEM_FRACTION=0.2 $jaxsora encode --vae "$runs/vae" --config configs/small.py \
+  --out "$runs/latents" --max-clips "${CLIPS:-10000}" --part-size 2000 > "$runs/encode.log" 2>&1 &
+encode=$!
+XLA_PYTHON_CLIENT_MEM_FRACTION=0.55 $jaxsora train --config configs/small.py --workdir "$runs/dit" \
+  --config.train.latents="$runs/latents" --config.train.time_limit_s="$dit_seconds" \
+  --config.train.wait_for_latents_s=1800 ${DIT_ARGS:-} &
+dit=$!
+status=0
+wait "$encode" || status=$?
+# the encode's log without its progress bar, then the bar's last line (clips, time, rate)
+tr '\r' '\n' < "$runs/encode.log" | grep -v "^\s*$" | grep -v "^encode: " || true
+tr '\r' '\n' < "$runs/encode.log" | grep "^encode: " | tail -1 || true
+if [ "$status" -ne 0 ]; then
+  echo "[recipe] encode failed (exit $status): $runs/encode.log; stopping the DiT" >&2
+  kill "$dit" 2> /dev/null || true
+  wait "$dit" 2> /dev/null || true
+  exit 1
+fi
 stamp "latents encoded"
 # eval-vae runs beside the DiT's training: its encoder compilations are the encode stage's (same clip shapes
 # and batch sizes, from the cache), its GPU work is a few seconds, and its decoder compilations and clip
-# reading use host cores the training leaves idle. It gets 15% of the GPU memory (training takes the default 75%).
+# reading use host cores the training leaves idle.
 if [ "${VAE_EVAL_NUM:-256}" -gt 0 ]; then
   XLA_PYTHON_CLIENT_MEM_FRACTION=0.15 $jaxsora eval-vae --workdir "$runs/vae" --num "${VAE_EVAL_NUM:-256}" \
     --config.data.max_pixels=16384 --config.data.max_batch_pixels=$((32 * 17 * 128 * 128)) \
     --config.data.max_batch_size=64 --config.data.num_workers=0 > "$runs/eval_vae.log" 2>&1 &
   eval_vae=$!
 fi
-# On a slow machine the DiT gets less than DIT_SECONDS, so that the evaluations still end inside the device
-# call: at most DEADLINE_S (from the recipe's start) minus what has passed minus EVAL_RESERVE_S (the DiT
-# stage's start-up and last save, ~30 s, and the evaluations, ~40-80 s), and at least 60 s. On the H100s and
-# H200s so far the encode ended at 218-255 s, leaving 205-242 s: the full 200.
-# DIT_SECONDS=fill gives the DiT all of that (at least 60 s): whatever the stages before it left.
-dit_seconds=${DIT_SECONDS:-200}
-dit_left=$((${DEADLINE_S:-570} - (SECONDS - t0) - ${EVAL_RESERVE_S:-110}))
-if [ "$dit_seconds" = fill ]; then
-  dit_seconds=$((dit_left > 60 ? dit_left : 60))
-  echo "[recipe] the DiT gets the ${dit_seconds} s left before the deadline (DEADLINE_S=${DEADLINE_S:-570})"
-elif [[ ! $dit_seconds =~ ^[0-9]+$ ]]; then
-  echo "[recipe] DIT_SECONDS must be a whole number of seconds or 'fill', got '$dit_seconds'" >&2
-  exit 2
-elif [ "$dit_left" -lt "$dit_seconds" ]; then
-  dit_seconds=$((dit_left > 60 ? dit_left : 60))
-  echo "[recipe] the DiT gets ${dit_seconds} s instead of ${DIT_SECONDS:-200} (DEADLINE_S=${DEADLINE_S:-570})"
+status=0
+wait "$dit" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "[recipe] the DiT's training failed (exit $status)" >&2
+  exit 1
 fi
-$jaxsora train --config configs/small.py --workdir "$runs/dit" --config.train.latents="$runs/latents" \
-  --config.train.time_limit_s="$dit_seconds" ${DIT_ARGS:-}
 stamp "DiT trained"
 if [ -n "${eval_vae:-}" ]; then
   join_stage eval-vae "$eval_vae" "$runs/eval_vae.log" "eval-vae: " "VAE evaluated (beside the DiT's training)"

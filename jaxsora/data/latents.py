@@ -3,7 +3,9 @@ without re-running the encoder.
 
 Layout of a latent dataset folder::
 
-    meta.json                      VAE config and factors, latent channel statistics, clip count
+    meta.json                      VAE config and factors, latent channel statistics, clip count, and
+                                   ``complete``: false from the encode's start (the VAE and factors only,
+                                   so a trainer can build and compile beside it), true once it has ended
     latents-p000-00000.array_record  records of process 0, part 0 (``part_size`` clips a part)
     progress-p000.json             parts finished and the data iterator's state (resume after interruption)
 
@@ -15,7 +17,9 @@ geometry ``frames``/``height``/``width``.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import time
 from typing import Any
 
 import grain
@@ -72,15 +76,58 @@ class PartWriter:
         self._tmp.replace(self.path)
 
 
+def write_meta(folder: pathlib.Path, meta: dict) -> None:
+    """Writes ``folder/meta.json`` whole: a reader sees the old file or the new one, never a part."""
+    path = pathlib.Path(folder) / "meta.json"
+    tmp = path.with_name(f".meta.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(path)
+
+
+def is_complete(meta: dict) -> bool:
+    """Whether the encode that wrote ``meta`` has ended (datasets from before the flag are complete)."""
+    return bool(meta.get("complete", True))
+
+
+def read_meta(folder: str | pathlib.Path, *, allow_incomplete: bool = False) -> dict:
+    """``folder/meta.json``; a dataset still being encoded (or whose encode was interrupted) is an error unless
+    ``allow_incomplete``."""
+    path = pathlib.Path(folder) / "meta.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: make a latent dataset with `jaxsora encode`")
+    meta = json.loads(path.read_text())
+    if not allow_incomplete and not is_complete(meta):
+        raise ValueError(
+            f"the latent dataset {folder} is incomplete: its encode is still running or was interrupted "
+            "(run the same `jaxsora encode` again to finish it)"
+        )
+    return meta
+
+
+def wait_for_meta(
+    folder: str | pathlib.Path, timeout_s: float, *, complete: bool, poll_s: float = 0.5
+) -> dict:
+    """``folder/meta.json`` once it exists (``complete=False``: the encode has started) or once the encode has
+    ended (``complete=True``), polling every ``poll_s`` seconds for at most ``timeout_s``."""
+    path = pathlib.Path(folder) / "meta.json"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if path.is_file():
+            meta = json.loads(path.read_text())
+            if is_complete(meta) or not complete:
+                return meta
+        if time.monotonic() > deadline:
+            what = "complete" if path.is_file() else "started"
+            raise TimeoutError(f"the latent dataset {folder} was not {what} after waiting {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
 class LatentDataset:
     """Random access to the records of a latent dataset folder (all processes' parts), for Grain."""
 
     def __init__(self, folder: str | pathlib.Path):
         self.folder = pathlib.Path(folder)
-        meta_path = self.folder / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: make a latent dataset with `jaxsora encode`")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = read_meta(self.folder)
         files = sorted(str(p) for p in self.folder.glob("latents-p*-*.array_record"))
         if not files:
             raise ValueError(f"latent dataset {self.folder} has no record files")

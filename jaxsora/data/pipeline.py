@@ -236,7 +236,10 @@ def batched_dataset(
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(d.num_threads, 0), prefetch_buffer_size=16))
     if d.num_workers > 0:
         ensure_absl_flags()
-        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers))
+        options = grain.MultiprocessingOptions(
+            num_workers=d.num_workers, per_worker_buffer_size=d.get("worker_buffer_size", 1)
+        )
+        ds = ds.mp_prefetch(options)
     return BucketBatchIterDataset(
         ds,
         max_batch_pixels=d.max_batch_pixels,

@@ -1,7 +1,8 @@
 """Training the diffusion transformer on a latent dataset: ``jaxsora train --config ... --workdir runs/dit``.
 
 Packed batches (:mod:`jaxsora.data.packing`) of VAE latents from ``jaxsora encode`` are normalised per latent
-channel (statistics from the dataset's meta.json), noised along the rectified-flow path with per-clip times
+channel (statistics from the dataset's meta.json, passed to the step with each batch, so the step compiles
+before they are known: ``train.wait_for_latents_s`` starts training beside the encode that writes them), noised along the rectified-flow path with per-clip times
 and given-frame conditioning (:mod:`jaxsora.diffusion`), and the DiT (plus the jointly trained text encoder, over
 byte or hashed-word tokens) learns the velocity. One jit-compiled train step with explicit in/out shardings over the mesh
 (data, fsdp, tensor, sequence) from the config; AdamW with warm-up + cosine, clipping, EMA; Orbax async
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import json
 import logging
 import pathlib
 import time
@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from jaxsora import diffusion, parallel
-from jaxsora.data.latents import LatentDataset
+from jaxsora.data.latents import LatentDataset, read_meta, wait_for_meta
 from jaxsora.data.packing import packed_dataset
 from jaxsora.data.pipeline import close_iterator
 from jaxsora.models.dit import DiT, DiTConfig
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # The fields of a packed batch the train step reads (the rest stay on the host).
 BATCH_KEYS = ("tokens", "segment_ids", "positions", "text_tokens", "text_mask", "text_segment_ids", "grid")
+# Beside them, the latent channels' statistics ([C] float32, replicated): inputs of the step, not constants in it.
+STATS_KEYS = ("latent_mean", "latent_std")
 
 
 @flax.struct.dataclass
@@ -51,13 +53,13 @@ class DiTTrainState:
     ema_params: Any
 
 
-def read_latent_meta(folder: str | pathlib.Path) -> dict:
-    path = pathlib.Path(folder) / "meta.json"
-    if not path.is_file():
+def read_latent_meta(folder: str | pathlib.Path, *, allow_incomplete: bool = False) -> dict:
+    if not (pathlib.Path(folder) / "meta.json").is_file():
         raise FileNotFoundError(
-            f"{path} not found: --config.train.latents must name a latent dataset made by `jaxsora encode`"
+            f"{pathlib.Path(folder) / 'meta.json'} not found: --config.train.latents must name a latent dataset "
+            "made by `jaxsora encode` (or set --config.train.wait_for_latents_s to wait for one being made)"
         )
-    return json.loads(path.read_text())
+    return read_meta(folder, allow_incomplete=allow_incomplete)
 
 
 class DiTParts:
@@ -89,15 +91,23 @@ class DiTParts:
                     "text": jax.tree.map(lambda _: "frozen", params["text"]),
                 },
             )
-        self.latent_mean = np.asarray(meta.get("latent_mean", np.zeros(self.channels)), np.float32)
-        self.latent_std = np.asarray(meta.get("latent_std", np.ones(self.channels)), np.float32)
+        self.set_stats(meta)
         self.empty = self.text.empty()
 
+    def set_stats(self, meta: dict) -> None:
+        """The latent channels' mean and std from a dataset's meta (0 and 1 where it has none yet)."""
+        self.latent_mean = np.asarray(meta.get("latent_mean", np.zeros(self.channels)), np.float32)
+        self.latent_std = np.asarray(meta.get("latent_std", np.ones(self.channels)), np.float32)
+
     # -- latents <-> model tokens -------------------------------------------------------------------------
-    def normalize(self, tokens):
+    def normalize(self, tokens, mean=None, std=None):
+        """Latent tokens -> normalised ones, by ``mean``/``std`` ([C] arrays, e.g. traced inputs of a step)
+        or this dataset's statistics."""
         shape = tokens.shape
+        mean = self.latent_mean if mean is None else mean
+        std = self.latent_std if std is None else std
         x = tokens.reshape(*shape[:-1], -1, self.channels)
-        return ((x - self.latent_mean) / self.latent_std).reshape(shape)
+        return ((x - mean) / std).reshape(shape)
 
     def denormalize(self, tokens):
         shape = tokens.shape
@@ -153,7 +163,9 @@ class DiTParts:
             self.empty,
             self.config.diffusion.caption_dropout,
         )
-        x0 = self.normalize(batch["tokens"].astype(jnp.float32))
+        x0 = self.normalize(
+            batch["tokens"].astype(jnp.float32), batch.get("latent_mean"), batch.get("latent_std")
+        )
         inputs = diffusion.training_inputs(
             k_flow, x0, batch["segment_ids"], batch["positions"], batch["grid"], self.flow
         )
@@ -194,7 +206,13 @@ class DiTTrainer:
         self.workdir = pathlib.Path(workdir)
         if not self.tc.latents:
             raise ValueError("set --config.train.latents=<latent dataset folder from `jaxsora encode`>")
-        self.meta = read_latent_meta(self.tc.latents)
+        self.t_start = time.perf_counter()  # train.time_limit_s counts from here: waiting, compiles included
+        self.wait_s = float(self.tc.get("wait_for_latents_s", 0.0))
+        if self.wait_s > 0:  # the encode may not have started: wait for its meta.json (VAE and channels)
+            log.info("waiting up to %.0f s for the latent dataset %s", self.wait_s, self.tc.latents)
+            self.meta = wait_for_meta(self.tc.latents, self.wait_s, complete=False)
+        else:
+            self.meta = read_latent_meta(self.tc.latents)
         self.mesh = parallel.make_mesh(config.mesh.to_dict())
         dp = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         if config.packing.batch_size % dp:
@@ -209,18 +227,16 @@ class DiTTrainer:
         self.parts = DiTParts(config, self.meta)
         self._step = None
 
-    def learning_rate(self, step: int, elapsed: float) -> float:
-        """The rate for ``step``: cosine over ``train.steps``, or over ``train.time_limit_s`` of wall time when
-        ``train.schedule == "time"`` (a time-boxed run then ends its decay when its time is up)."""
+    def learning_rate(self, step: int, progress: float) -> float:
+        """The rate for ``step``: cosine over ``train.steps``, or, when ``train.schedule == "time"``, over the
+        ``progress`` fraction of the training time (from the first step to the end of ``train.time_limit_s``;
+        a time-boxed run ends its decay when its time is up)."""
         tc = self.tc
         if tc.schedule not in ("steps", "time"):
             raise ValueError(f"train.schedule must be 'steps' or 'time', got {tc.schedule!r}")
-        progress = None
-        if tc.schedule == "time":
-            if not tc.time_limit_s:
-                raise ValueError("train.schedule=time needs train.time_limit_s > 0")
-            progress = elapsed / tc.time_limit_s
-        return lr_at(tc.optim, step, tc.steps, progress)
+        if tc.schedule == "time" and not tc.time_limit_s:
+            raise ValueError("train.schedule=time needs train.time_limit_s > 0")
+        return lr_at(tc.optim, step, tc.steps, progress if tc.schedule == "time" else None)
 
     def init_state(self) -> DiTTrainState:
         abstract = jax.eval_shape(self.parts.init, jax.random.key(0))
@@ -231,7 +247,8 @@ class DiTTrainer:
 
     def batch_shardings(self) -> dict:
         ndims = {"tokens": 3, "positions": 3, "text_tokens": 3, "text_mask": 3, "grid": 3}
-        return {k: parallel.batch_sharding(self.mesh, ndims.get(k, 2)) for k in BATCH_KEYS}
+        shardings = {k: parallel.batch_sharding(self.mesh, ndims.get(k, 2)) for k in BATCH_KEYS}
+        return shardings | {k: parallel.replicated(self.mesh) for k in STATS_KEYS}
 
     def step_fn(self):
         """``(state, batch, rng, lr) -> (state, metrics)``: the jitted step, or the executable compiled ahead."""
@@ -264,6 +281,7 @@ class DiTTrainer:
             "text_mask": ((b, k, text_len), np.bool_),
             "text_segment_ids": ((b, k), np.int32),
             "grid": ((b, k, 3), np.int32),
+            **{key: ((self.parts.channels,), np.float32) for key in STATS_KEYS},
         }
         shardings = self.batch_shardings()
         return {
@@ -272,7 +290,32 @@ class DiTTrainer:
         }
 
     def put(self, batch: dict) -> dict:
-        return {k: parallel.put_batch(self.mesh, np.asarray(batch[k])) for k in BATCH_KEYS}
+        if getattr(self, "_stats", None) is None:  # the dataset's statistics, on the devices once
+            stats = {"latent_mean": self.parts.latent_mean, "latent_std": self.parts.latent_std}
+            self._stats = {
+                k: jax.make_array_from_process_local_data(parallel.replicated(self.mesh), v)
+                for k, v in stats.items()
+            }
+        return {k: parallel.put_batch(self.mesh, np.asarray(batch[k])) for k in BATCH_KEYS} | self._stats
+
+    def wait_for_latents(self) -> None:
+        """With ``train.wait_for_latents_s``: blocks until the encode has ended, then takes its statistics."""
+        if read_latent_meta(self.tc.latents, allow_incomplete=True).get("complete", True):
+            self.meta = read_latent_meta(self.tc.latents)
+        else:
+            left = self.wait_s - (time.perf_counter() - self.t_start)
+            log.info(
+                "waiting up to %.0f s for the encode to finish (the step compiles meanwhile)", max(left, 0)
+            )
+            self.meta = wait_for_meta(self.tc.latents, max(left, 1.0), complete=True)
+            log.info("latent dataset complete at %.1f s", time.perf_counter() - self.t_start)
+        if int(self.meta["latent_channels"]) != self.parts.channels:
+            raise ValueError(
+                f"{self.tc.latents} has {self.meta['latent_channels']} latent channels, "
+                f"its encode began with {self.parts.channels}"
+            )
+        self.parts.set_stats(self.meta)
+        self._stats = None
 
     def data(self):
         return iter(
@@ -284,20 +327,30 @@ class DiTTrainer:
     def run(self, *, progress: bool = True) -> dict[str, float]:
         tc, config = self.tc, self.config
         save_config(self.workdir, config)
-        data_iter = self.data()
+        waiting = self.wait_s > 0
+        data_iter = None if waiting else self.data()
         state = self.init_state()
         ckpt = Checkpointer(self.workdir / "checkpoints", save_every=tc.ckpt_every, keep=tc.keep)
+        rng = jax.random.key(config.seed + 1)
+        # The step compiles (for the one batch shape the packer emits) while the data workers start, or, with
+        # train.wait_for_latents_s, while the encode still writes the latents (the step takes their statistics
+        # as inputs, so it needs only their channel count).
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        if (ckpt.latest_step() or 0) < tc.steps:
+            self.ahead_step().precompile(pool, self.mesh, state, {"pack": self.batch_spec()}, rng)
+        if waiting:
+            try:
+                self.wait_for_latents()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            data_iter = self.data()
         if ckpt.latest_step() is not None:
             state = ckpt.restore(abstract_with_shardings(state), data_iter)
             log.info("resumed from step %d", int(state.step))
         step = int(state.step)
         writer = metrics_lib.MetricWriter(self.workdir, enabled=jax.process_index() == 0)
         bar = Progress(tc.steps, step, "train") if progress else None
-        rng = jax.random.key(config.seed + 1)
-        # The step compiles (for the one batch shape the packer emits) while the data workers start.
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        if step < tc.steps:
-            self.ahead_step().precompile(pool, self.mesh, state, {"pack": self.batch_spec()}, rng)
         last: dict[str, float] = {}
         self.losses: list[float] = []
         aux = None
@@ -305,13 +358,20 @@ class DiTTrainer:
         # Throughput over the whole run after the first step (whose time is the compile's): the progress bar's
         # rates cover only the last logging window.
         counted = {"steps": 0, "clips": 0, "tokens": 0}
-        t_start = time.perf_counter()
+        t_start = self.t_start
+        t_end_limit = t_start + tc.time_limit_s if tc.time_limit_s else None
+        t_first = None  # when the first step was dispatched: the time schedule's origin
         with PreemptionGuard() as guard:
             while step < tc.steps:
                 host = next(data_iter)
                 if first_step_s is None:
                     log.info("first batch at %.1f s", time.perf_counter() - t_start)
-                lr = self.learning_rate(step, time.perf_counter() - t_start)
+                now = time.perf_counter()
+                if t_first is None or t_end_limit is None:
+                    frac = 0.0
+                else:
+                    frac = (now - t_first) / max(t_end_limit - t_first, 1e-9)
+                lr = self.learning_rate(step, frac)
                 batch = self.put(host)
                 ahead = self.ahead_step()
                 if first_step_s is None and ahead.futures and ahead.ahead_for(batch) is None:
@@ -326,7 +386,8 @@ class DiTTrainer:
                 compiled_here = first_step_s is None
                 if compiled_here:  # the compile (and the first batch) are in this one
                     jax.block_until_ready(aux)
-                    first_step_s = time.perf_counter() - t_start
+                    t_first = time.perf_counter()
+                    first_step_s = t_first - t_start
                     log.info("first step at %.1f s (data and compiled step ready)", first_step_s)
                 clips = int(np.count_nonzero(np.asarray(host["text_segment_ids"])))
                 tokens = int(np.count_nonzero(np.asarray(host["segment_ids"])))
