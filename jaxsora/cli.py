@@ -135,7 +135,7 @@ def _cmd_eval_dit(args, overrides) -> None:
     from jaxsora.train.dit_eval import evaluate
 
     keys = ("num", "seed", "sizes", "frames", "steps", "guidance", "sampler", "shift", "batch")
-    _run_eval("eval-dit", evaluate, args, overrides, keys)
+    _run_eval("eval-dit", evaluate, args, overrides, (*keys, "vae_ceiling", "score_workers"))
 
 
 def _cmd_eval_modes(args, overrides) -> None:
@@ -245,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_arguments(p, num=64, seed=2_000_003, what="prompts")
     p.add_argument("--frames", type=int, default=17, help="frames per video (1 + 4k)")
     p.add_argument("--batch", type=int, default=32, help="videos generated at once")
+    p.add_argument(
+        "--no-vae-ceiling",
+        dest="vae_ceiling",
+        action="store_false",
+        help="skip scoring the prompts' true clips after a VAE round trip (the same for every sampling setting)",
+    )
+    p.add_argument(
+        "--score-workers",
+        type=int,
+        default=None,
+        help="processes scoring videos beside the generation (default: up to 8, none on <= 2 cores; 0 = none)",
+    )
     p.set_defaults(run=_cmd_eval_dit)
 
     p = commands.add_parser(

@@ -144,6 +144,13 @@ def test_quickstart_notebook_runs_end_to_end(tmp_path, monkeypatch, capsys):
 
     with Image.open(out / "dit" / "eval_dit" / "sheet.png") as sheet:
         assert sheet.width >= 3 * 48 and sheet.height > 32
+    # Scored in 2 worker processes beside the generation (this machine's default is none), without the round
+    # trip: the same samples read the same.
+    assert cli.main([*evaluation, "--score-workers", "2", "--no-vae-ceiling"]) == 0
+    pooled = json.loads((out / "dit" / "eval_dit.json").read_text())
+    assert pooled["summary"]["score_workers"] == 2 and pooled["summary"]["vae_ceiling"] is None
+    assert [v["read"] for v in pooled["videos"]] == [v["read"] for v in result["videos"]]
+    assert not any("vae_read" in v for v in pooled["videos"])
     capsys.readouterr()
     for extra, message in (
         (["--loop", "--frames", "9"], "a loop's frames are its period: a multiple of 4"),

@@ -189,6 +189,7 @@ def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
     assert {"log_a.txt", "log_b.txt", "log_c.txt"} <= set(got)
     evals_b = [c for c in by_arm["b"] if c[1] == "eval-dit"]  # the recipe's, then the two extra ones
     assert evals_b[1][-2:] == ["--guidance", "7"] and evals_b[2][-2:] == ["--sampler", "heun"]
+    assert "--no-vae-ceiling" not in evals_b[0] and all("--no-vae-ceiling" in c for c in evals_b[1:])
     summary = got["summary.txt"].splitlines()
     assert len(summary) == 7
     assert "shape 75%" in summary[0] and "stars 3/4 (s 1/2 l 2/2)" in summary[0]

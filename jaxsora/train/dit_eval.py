@@ -21,17 +21,26 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxsora.data.synthetic import SyntheticWorld, describe, match, vocab
+from jaxsora.data.synthetic import SyntheticWorld, vocab
 from jaxsora.data.synthetic.measure import as_uint8_video
 from jaxsora.progress import progress_bar
 from jaxsora.sample import Generator, parse_size
 from jaxsora.train.checkpoint import Checkpointer, load_run_config
 from jaxsora.train.dit import DiTParts, read_latent_meta
 from jaxsora.train.eval_sheet import write_contact_sheet
+from jaxsora.train.prompt_scoring import DIRECTIONS, READ_ATTRIBUTES, ScorePool, read_entry, score
 
-DIRECTIONS = set(vocab.DIRECTIONS)
+__all__ = [
+    "DIRECTIONS",
+    "READ_ATTRIBUTES",
+    "evaluate",
+    "held_out_prompts",
+    "load_trained",
+    "read_entry",
+    "score",
+]
+
 SIZE_ORDER = {size: i for i, size in enumerate(vocab.SIZE_CLASSES)}
-READ_ATTRIBUTES = ("colour", "shape", "size", "motion")  # what eval_dit.json keeps per prompt object
 
 
 def load_trained(
@@ -109,51 +118,6 @@ def held_out_prompts(
     return out
 
 
-def read_entry(truth: dict, obj, attributes: tuple[str, ...]) -> dict:
-    """One prompt object's ``{"asked": ..., "got": ...}`` over ``attributes``: what the prompt asked and what
-    ``describe`` read for the object matched to it (``got`` is None when none was). ``got`` also keeps the
-    evidence: the object's coverage area per frame (pixels; None where absent) and its per-shape scores, which
-    say whether a shape or motion miss is a near miss, a drift over the frames or one bad frame."""
-    asked = {a: truth.get(a) for a in attributes}
-    if "status" in truth:  # stays, enters, leaves, crosses or partial (never wholly in the frame)
-        asked["status"] = truth["status"]
-    if obj is None:
-        return {"asked": asked, "got": None}
-    got = {a: getattr(obj, a) for a in attributes}
-    got["areas"] = [None if not np.isfinite(a) else round(float(a), 1) for a in obj.areas]
-    got["shape_scores"] = {k: round(float(v), 3) for k, v in obj.shape_scores.items()}
-    if obj.frame_shape_scores is not None:
-        got["frame_shape_scores"] = [
-            None if f is None else {k: round(float(v), 3) for k, v in f.items()}
-            for f in obj.frame_shape_scores
-        ]
-    return {"asked": asked, "got": got}
-
-
-def score(video: np.ndarray, item: dict, details: list | None = None) -> dict:
-    """Colour/shape/motion agreement of one generated video with its prompt's objects; with ``details``, one
-    entry per prompt object is appended: what the prompt asked and what ``describe`` read for it (None when
-    no object was matched to it)."""
-    described = describe(video, frame_scores=details is not None)
-    truth = [o for o in item["objects"] if o.get("status") != "absent"]
-    result = match(described, truth, ("colour", "shape", "motion"))
-    counts = {"objects": len(truth), "colour": 0, "shape": 0, "colour_and_shape": 0, "moving": 0, "motion": 0}
-    for i, j in result.pairs:
-        obj = described[j] if j is not None else None
-        t = truth[i]
-        colour = obj is not None and obj.colour == t["colour"]
-        shape = obj is not None and obj.shape == t["shape"]
-        counts["colour"] += colour
-        counts["shape"] += shape
-        counts["colour_and_shape"] += colour and shape
-        if t["motion"] in DIRECTIONS:
-            counts["moving"] += 1
-            counts["motion"] += obj is not None and obj.motion == t["motion"]
-        if details is not None:
-            details.append(read_entry(t, obj, READ_ATTRIBUTES))
-    return counts
-
-
 def evaluate(
     workdir: str | pathlib.Path,
     *,
@@ -168,22 +132,61 @@ def evaluate(
     batch: int = 32,
     gallery: int = 8,
     vae_ceiling: bool = True,
+    score_workers: int | None = None,
     progress: bool = True,
 ) -> dict:
+    """Generates a video for each of ``num`` held-out prompts and scores it (see the module docstring);
+    ``score_workers`` processes run ``describe`` beside the generation (default: up to 8, none on <= 2 cores;
+    0: in this process). Writes ``eval_dit.json``, the gallery and the contact sheet; returns the summary."""
     workdir = pathlib.Path(workdir)
+    pool = ScorePool(score_workers)  # its processes start while the model loads
+    try:
+        return _evaluate(
+            workdir,
+            pool,
+            num,
+            seed,
+            sizes,
+            frames,
+            steps,
+            guidance,
+            sampler,
+            shift,
+            batch,
+            gallery,
+            vae_ceiling,
+            progress,
+        )
+    finally:
+        pool.close()
+
+
+def _evaluate(
+    workdir,
+    pool,
+    num,
+    seed,
+    sizes,
+    frames,
+    steps,
+    guidance,
+    sampler,
+    shift,
+    batch,
+    gallery,
+    vae_ceiling,
+    progress,
+) -> dict:
     generator, params, config = load_trained(workdir)
     exclude = _training_captions(config.train.latents)
     size_list = [parse_size(s) for s in sizes.split(",") if s.strip()]
     items = held_out_prompts(num, seed=seed, sizes=size_list, frames=frames, exclude=exclude)
-    totals: dict[str, int] = {}
-    per_item = []
     out_dir = workdir / "eval_dit"
     out_dir.mkdir(parents=True, exist_ok=True)
     bar = progress_bar(total=len(items), desc="eval-dit", unit="video", disable=not progress)
-    t_generate = t_score = 0.0
-    ceiling: dict[str, int] = {}
-    ceiling_read: list[dict] = []
+    t_generate = 0.0
     middle_frames: list[np.ndarray] = []
+    jobs = []  # (item, size, the sample's scoring, the round trip's scoring or None), in prompt order
     for size in size_list:
         group = [it for it in items if tuple(it["size"]) == size]
         for start in range(0, len(group), batch):
@@ -201,32 +204,40 @@ def evaluate(
                 sampler=sampler,
                 shift=shift,
             )
-            t1 = time.perf_counter()
-            for it, video in zip(chunk, videos, strict=True):
-                objects: list[dict] = []
-                counts = score(video, it, objects)
-                for k, v in counts.items():
-                    totals[k] = totals.get(k, 0) + int(v)
-                per_item.append({"prompt": it["prompt"], "size": list(size), **counts, "read": objects})
-                middle_frames.append(as_uint8_video(video[len(video) // 2])[0])  # that frame alone
-                if len(per_item) <= gallery:
-                    _write_gif(out_dir / f"sample{len(per_item) - 1:02d}.gif", video)
+            recon = [None] * len(chunk)
             if vae_ceiling:  # the same scoring on the prompts' true clips after a VAE round trip
                 real = np.stack([it["frames"] for it in chunk]).astype(np.float32) / 127.5 - 1.0
-                recon = generator.decode(generator.codec.encode(jax.numpy.asarray(real)))
-                for i, (it, video) in enumerate(zip(chunk, recon, strict=True)):
-                    objects = []
-                    for k, v in score(video, it, objects).items():
-                        ceiling[k] = ceiling.get(k, 0) + int(v)
-                    ceiling_read += objects
-                    # What describe read on the round trip, beside the sample's reads (no per-frame evidence).
-                    per_item[len(per_item) - len(chunk) + i]["vae_read"] = [
-                        {"asked": o["asked"], "got": o["got"] and {k: o["got"][k] for k in READ_ATTRIBUTES}}
-                        for o in objects
-                    ]
-            t_score += time.perf_counter() - t1
-            t_generate += t1 - t0
+                recon = np.asarray(generator.decode(generator.codec.encode(jax.numpy.asarray(real))))
+            t_generate += time.perf_counter() - t0
+            for it, video, round_trip in zip(chunk, videos, recon, strict=True):
+                objects = it["objects"]
+                ceiling_job = None if round_trip is None else pool.submit(round_trip, objects)
+                jobs.append((it, size, pool.submit(video, objects), ceiling_job))
+                middle_frames.append(as_uint8_video(video[len(video) // 2])[0])  # that frame alone
+                if len(jobs) <= gallery:
+                    _write_gif(out_dir / f"sample{len(jobs) - 1:02d}.gif", video)
             bar.update(len(chunk))
+    t0 = time.perf_counter()
+    totals: dict[str, int] = {}
+    ceiling: dict[str, int] = {}
+    ceiling_read: list[dict] = []
+    per_item = []
+    for it, size, sample_job, ceiling_job in jobs:
+        counts, reads = sample_job.result()
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + int(v)
+        per_item.append({"prompt": it["prompt"], "size": list(size), **counts, "read": reads})
+        if ceiling_job is not None:
+            counts, reads = ceiling_job.result()
+            for k, v in counts.items():
+                ceiling[k] = ceiling.get(k, 0) + int(v)
+            ceiling_read += reads
+            # What describe read on the round trip, beside the sample's reads (no per-frame evidence).
+            per_item[-1]["vae_read"] = [
+                {"asked": o["asked"], "got": o["got"] and {k: o["got"][k] for k in READ_ATTRIBUTES}}
+                for o in reads
+            ]
+    t_score = time.perf_counter() - t0  # scoring left after the last generation (the rest ran beside it)
     bar.close()
     if per_item:
         write_contact_sheet(out_dir / "sheet.png", middle_frames, [it["read"] for it in per_item])
@@ -251,6 +262,7 @@ def evaluate(
         "vae_ceiling_shape_accuracy_by_status": _by_status(ceiling_read) if ceiling_read else None,
         "generate_seconds": t_generate,
         "score_seconds": t_score,
+        "score_workers": pool.workers,
         "settings": {
             "seed": seed,
             "sizes": sizes,
