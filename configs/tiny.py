@@ -155,7 +155,8 @@ def get_config() -> ml_collections.ConfigDict:
         ""  # the VAE workdir (decodes sample videos); default: the one recorded in the latents' meta.json
     )
     tr.steps = 200
-    # stop (with a checkpoint) this many seconds after the trainer starts, waiting and compiles included; 0 = none
+    # stop (with a checkpoint) this many seconds after run() starts, compiles included (after the trainer is made
+    # when it waits for its latents, the wait included); 0 = none
     tr.time_limit_s = 0.0
     # the cosine decay follows: steps | time (the fraction used of the time from the first step to time_limit_s)
     tr.schedule = "steps"

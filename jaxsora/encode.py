@@ -11,6 +11,10 @@ the first ``SCAN_CLIPS`` clips of the shard have (read from the source's clip de
 the data workers start, instead of one shape after another as their first batches arrive; a shape not
 foreseen compiles when it comes. And a batch's encoding runs on the device while the host writes the batch
 before it.
+
+``meta.json`` is written at the start (the VAE, its factors and the latent channels, ``"complete": false``), so
+that a DiT trainer started beside the encode can build and compile, and again at the end with the channel
+statistics (``"complete": true``).
 """
 
 from __future__ import annotations
@@ -102,9 +106,8 @@ def encode_dataset(
         "text_max_len": byte_len,
         **(extra_meta or {}),
     }
-    if (
-        process == 0
-    ):  # what a trainer started beside the encode needs to build and compile (latents.wait_for_meta)
+    # What a trainer started beside the encode needs to build and compile (latents.wait_for_meta).
+    if process == 0:
         write_meta(out, {**header, "complete": False})
     total = len(source) // processes if max_clips is None else max_clips
     bar = progress_bar(total=total, initial=done["clips"], desc="encode", unit="clip", disable=not progress)

@@ -1,12 +1,13 @@
 """Training the diffusion transformer on a latent dataset: ``jaxsora train --config ... --workdir runs/dit``.
 
 Packed batches (:mod:`jaxsora.data.packing`) of VAE latents from ``jaxsora encode`` are normalised per latent
-channel (statistics from the dataset's meta.json, passed to the step with each batch, so the step compiles
-before they are known: ``train.wait_for_latents_s`` starts training beside the encode that writes them), noised along the rectified-flow path with per-clip times
-and given-frame conditioning (:mod:`jaxsora.diffusion`), and the DiT (plus the jointly trained text encoder, over
-byte or hashed-word tokens) learns the velocity. One jit-compiled train step with explicit in/out shardings over the mesh
-(data, fsdp, tensor, sequence) from the config; AdamW with warm-up + cosine, clipping, EMA; Orbax async
-checkpoints with the data iterator; SIGTERM saves and stops; TensorBoard scalars and periodic sample videos.
+channel (statistics from the dataset's meta.json, passed to the step with each batch, so that the step can
+compile before they are known: ``train.wait_for_latents_s`` starts the trainer beside the encode that writes
+them), noised along the rectified-flow path with per-clip times and given-frame conditioning
+(:mod:`jaxsora.diffusion`), and the DiT (plus the jointly trained text encoder, over byte or hashed-word tokens)
+learns the velocity. One jit-compiled train step with explicit in/out shardings over the mesh (data, fsdp,
+tensor, sequence) from the config; AdamW with warm-up + cosine, clipping, EMA; Orbax async checkpoints with the
+data iterator; SIGTERM saves and stops; TensorBoard scalars and periodic sample videos.
 """
 
 from __future__ import annotations
@@ -206,7 +207,9 @@ class DiTTrainer:
         self.workdir = pathlib.Path(workdir)
         if not self.tc.latents:
             raise ValueError("set --config.train.latents=<latent dataset folder from `jaxsora encode`>")
-        self.t_start = time.perf_counter()  # train.time_limit_s counts from here: waiting, compiles included
+        self.t_start = (
+            time.perf_counter()
+        )  # with waiting, train.time_limit_s counts from here (waiting included)
         self.wait_s = float(self.tc.get("wait_for_latents_s", 0.0))
         if self.wait_s > 0:  # the encode may not have started: wait for its meta.json (VAE and channels)
             log.info("waiting up to %.0f s for the latent dataset %s", self.wait_s, self.tc.latents)
@@ -326,8 +329,11 @@ class DiTTrainer:
 
     def run(self, *, progress: bool = True) -> dict[str, float]:
         tc, config = self.tc, self.config
-        save_config(self.workdir, config)
         waiting = self.wait_s > 0
+        # train.time_limit_s counts from here (init and compile included), or, for a trainer that waited for its
+        # latents, from its construction (the wait included)
+        t_start = self.t_start if waiting else time.perf_counter()
+        save_config(self.workdir, config)
         data_iter = None if waiting else self.data()
         state = self.init_state()
         ckpt = Checkpointer(self.workdir / "checkpoints", save_every=tc.ckpt_every, keep=tc.keep)
@@ -358,9 +364,8 @@ class DiTTrainer:
         # Throughput over the whole run after the first step (whose time is the compile's): the progress bar's
         # rates cover only the last logging window.
         counted = {"steps": 0, "clips": 0, "tokens": 0}
-        t_start = self.t_start
         t_end_limit = t_start + tc.time_limit_s if tc.time_limit_s else None
-        t_first = None  # when the first step was dispatched: the time schedule's origin
+        t_first = None  # when the first step (and so the compile) had run: the time schedule's origin
         with PreemptionGuard() as guard:
             while step < tc.steps:
                 host = next(data_iter)
