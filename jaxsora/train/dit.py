@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -35,7 +34,14 @@ from jaxsora.models.dit import DiT, DiTConfig
 from jaxsora.models.text import drop_captions, make_text_encoder, pack_states
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
-from jaxsora.train.loop import AheadCompiledStep, PreemptionGuard, Progress, signature
+from jaxsora.train.loop import (
+    AheadCompiledStep,
+    PreemptionGuard,
+    Progress,
+    make_train_state,
+    signature,
+    state_layout,
+)
 from jaxsora.train.optim import ema_update, lr_at, make_unscaled_optimizer
 
 log = logging.getLogger(__name__)
@@ -241,12 +247,16 @@ class DiTTrainer:
             raise ValueError("train.schedule=time needs train.time_limit_s > 0")
         return lr_at(tc.optim, step, tc.steps, progress if tc.schedule == "time" else None)
 
+    def abstract_state(self):
+        """The train state's leaves as ``jax.ShapeDtypeStruct`` with their shardings (sets ``self.shardings``),
+        known before the state is made: what the step compiles ahead from."""
+        if getattr(self, "_abstract", None) is None:
+            self._abstract, self.shardings = state_layout(self.mesh, self.parts.init)
+        return self._abstract
+
     def init_state(self) -> DiTTrainState:
-        abstract = jax.eval_shape(self.parts.init, jax.random.key(0))
-        self.shardings = parallel.state_shardings(self.mesh, abstract)
-        with parallel.mesh_context(self.mesh):
-            init = jax.jit(lambda r: nn.meta.unbox(self.parts.init(r)), out_shardings=self.shardings)
-            return init(jax.random.key(self.config.seed))
+        self.abstract_state()
+        return make_train_state(self.mesh, self.parts.init, self.shardings, self.config.seed)
 
     def batch_shardings(self) -> dict:
         ndims = {"tokens": 3, "positions": 3, "text_tokens": 3, "text_mask": 3, "grid": 3}
@@ -259,6 +269,7 @@ class DiTTrainer:
 
     def ahead_step(self) -> AheadCompiledStep:
         if self._step is None:
+            self.abstract_state()  # sets self.shardings
             fn = functools.partial(train_step, parts=self.parts, ema_decay=self.tc.ema_decay)
             self._step = AheadCompiledStep(
                 jax.jit(
@@ -335,15 +346,16 @@ class DiTTrainer:
         t_start = self.t_start if waiting else time.perf_counter()
         save_config(self.workdir, config)
         data_iter = None if waiting else self.data()
-        state = self.init_state()
         ckpt = Checkpointer(self.workdir / "checkpoints", save_every=tc.ckpt_every, keep=tc.keep)
         rng = jax.random.key(config.seed + 1)
-        # The step compiles (for the one batch shape the packer emits) while the data workers start, or, with
-        # train.wait_for_latents_s, while the encode still writes the latents (the step takes their statistics
-        # as inputs, so it needs only their channel count).
+        # The step compiles (for the one batch shape the packer emits, from the state's layout) while the state
+        # is initialised and the data workers start, or, with train.wait_for_latents_s, while the encode still
+        # writes the latents (the step takes their statistics as inputs, so it needs only their channel count).
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         if (ckpt.latest_step() or 0) < tc.steps:
-            self.ahead_step().precompile(pool, self.mesh, state, {"pack": self.batch_spec()}, rng)
+            abstract = self.abstract_state()
+            self.ahead_step().precompile(pool, self.mesh, abstract, {"pack": self.batch_spec()}, rng)
+        state = self.init_state()
         if waiting:
             try:
                 self.wait_for_latents()

@@ -1,17 +1,38 @@
-"""What every training loop shares: preemption handling, the progress bar with throughput, and a train step
-compiled ahead of time while the data workers start."""
+"""What every training loop shares: preemption handling, the progress bar with throughput, the train state's
+layout known before the state is made, and a train step compiled ahead of time (from that layout) while the
+state is initialised and the data workers start."""
 
 from __future__ import annotations
 
 import signal
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxsora import parallel
 from jaxsora.progress import progress_bar
+
+
+def state_layout(mesh, init) -> tuple:
+    """What ``init(rng)`` (a train state with logically partitioned leaves) would make, without making it:
+    ``(abstract, shardings)``, the unboxed leaves as ``jax.ShapeDtypeStruct`` with their shardings over ``mesh``
+    (by the logical rules), and those shardings. Call it outside a mesh context (:func:`parallel.mesh_context`),
+    whose rules would turn the unboxing into sharding constraints."""
+    boxed = jax.eval_shape(init, jax.random.key(0))
+    shardings = parallel.state_shardings(mesh, boxed)
+    abstract = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nn.meta.unbox(boxed), shardings
+    )
+    return abstract, shardings
+
+
+def make_train_state(mesh, init, shardings, seed: int):
+    """``init(PRNGKey(seed))`` jitted straight into ``shardings`` (each device makes only its shards)."""
+    with parallel.mesh_context(mesh):
+        return jax.jit(lambda r: nn.meta.unbox(init(r)), out_shardings=shardings)(jax.random.key(seed))
 
 
 def signature(batch) -> tuple:

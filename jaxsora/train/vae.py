@@ -30,7 +30,7 @@ from jaxsora.data.pixels import to_signed_unit
 from jaxsora.models.vae import VAE, VAEConfig
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
-from jaxsora.train.loop import AheadCompiledStep, PreemptionGuard, Progress
+from jaxsora.train.loop import AheadCompiledStep, PreemptionGuard, Progress, make_train_state, state_layout
 from jaxsora.train.optim import ema_update, lr_at, make_unscaled_optimizer
 
 log = logging.getLogger(__name__)
@@ -251,16 +251,21 @@ class VAETrainer:
         self._steps: dict[bool, Any] = {}
 
     # -- state -----------------------------------------------------------------------------------------
+    def abstract_state(self):
+        """The train state's leaves as ``jax.ShapeDtypeStruct`` with their shardings (sets ``self.shardings``),
+        known before the state is made: what the step compiles ahead from."""
+        if getattr(self, "_abstract", None) is None:
+            self._abstract, self.shardings = state_layout(self.mesh, self.parts.init)
+        return self._abstract
+
     def init_state(self) -> VAETrainState:
-        abstract = jax.eval_shape(self.parts.init, jax.random.key(0))
-        self.shardings = shardings = parallel.state_shardings(self.mesh, abstract)
-        with parallel.mesh_context(self.mesh):
-            init = jax.jit(lambda r: nn.meta.unbox(self.parts.init(r)), out_shardings=shardings)
-            return init(jax.random.key(self.config.seed))
+        self.abstract_state()
+        return make_train_state(self.mesh, self.parts.init, self.shardings, self.config.seed)
 
     def step_fn(self, use_gan: bool):
         """``(state, video, rng, lr) -> (state, metrics, reconstruction)``."""
         if use_gan not in self._steps:
+            self.abstract_state()  # sets self.shardings
             fn = functools.partial(
                 train_step,
                 model=self.model,
@@ -294,25 +299,29 @@ class VAETrainer:
         source = make_source(config.data)
         # uint8 batches: a quarter of the host work and transfer; the step converts them on the device.
         data_iter = iter(batched_dataset(source, config, video_dtype="uint8"))
-        state = self.init_state()
         ckpt = Checkpointer(self.workdir / "checkpoints", save_every=tc.ckpt_every, keep=tc.keep)
         start = ckpt.latest_step()
-        if start is not None:
-            state = ckpt.restore(abstract_with_shardings(state), data_iter)
-            log.info("resumed from step %d", start)
-        step = first_step = int(state.step)
         rng = jax.random.key(config.seed + 1)
-        # Compile the train step for the batch shapes to come while the data workers start.
+        # Compile the train step for the batch shapes to come (from the state's layout) while the state is
+        # initialised and the data workers start.
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
-        use_gan0 = tc.disc_start >= 0 and step >= tc.disc_start
+        use_gan0 = tc.disc_start >= 0 and (start or 0) >= tc.disc_start
         shapes = expected_batch_shapes(config)
-        if shapes and step < tc.steps:
+        if shapes and (start or 0) < tc.steps:
+            abstract = self.abstract_state()  # outside the mesh context: unboxing there would constrain
             with parallel.mesh_context(self.mesh):
                 sharding = parallel.batch_sharding(self.mesh, 5)
                 batches = {
                     sh: jax.ShapeDtypeStruct(sh, jnp.uint8, sharding=sharding) for sh in map(tuple, shapes)
                 }
-                self.step_fn(use_gan0).precompile(pool, self.mesh, state, batches, jax.random.fold_in(rng, 0))
+                self.step_fn(use_gan0).precompile(
+                    pool, self.mesh, abstract, batches, jax.random.fold_in(rng, 0)
+                )
+        state = self.init_state()
+        if start is not None:
+            state = ckpt.restore(abstract_with_shardings(state), data_iter)
+            log.info("resumed from step %d", start)
+        step = first_step = int(state.step)
         writer = metrics_lib.MetricWriter(self.workdir, enabled=jax.process_index() == 0)
         bar = Progress(tc.steps, step, "train-vae") if progress else None
         last: dict[str, float] = {}
