@@ -191,13 +191,34 @@ def encode_dataset(
         finish_part(data_iter.get_state())
     bar.close()
     close_iterator(data_iter)
+    # Every process's parts are closed: gather the shards' statistics and clip counts (a barrier too), so the
+    # dataset is marked complete only once all of it is written, with the statistics of all of it.
+    stats, clips = _all_shards(stats, done["clips"], codec.cfg.latent_channels)
     meta = {
         **header,
         "latent_mean": stats.mean.tolist(),
         "latent_std": stats.std.tolist(),
-        "clips": done["clips"],
+        "clips": clips,
         "complete": True,
     }
     if process == 0:
         write_meta(out, meta)
     return meta
+
+
+def _all_shards(stats: ChannelStats, clips: int, channels: int) -> tuple[ChannelStats, int]:
+    """The channel statistics and clip count over every process's shard (this process's alone when it is the
+    only one); with several processes, each waits here for all."""
+    if jax.process_count() == 1:
+        return stats, clips
+    from jax.experimental import multihost_utils
+
+    mine = np.concatenate([[stats.n, clips], stats.mean, stats.m2]).astype(np.float64)
+    # float64 travels as its bits (int32 pairs): device arrays are float32 unless jax_enable_x64 is set
+    gathered = np.asarray(multihost_utils.process_allgather(mine.view(np.int32)), np.int32)
+    rows = gathered.reshape(jax.process_count(), -1).view(np.float64)
+    total = ChannelStats(channels)
+    for row in rows:
+        mean, m2 = row[2 : 2 + channels], row[2 + channels :]
+        total.merge(ChannelStats(channels, {"n": float(row[0]), "mean": mean.tolist(), "m2": m2.tolist()}))
+    return total, int(rows[:, 1].sum())

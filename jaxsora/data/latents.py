@@ -165,6 +165,15 @@ class ChannelStats:
         self.m2 = self.m2 + m2_b + delta**2 * self.n * n_b / total
         self.n = total
 
+    def merge(self, other: ChannelStats) -> None:
+        """Adds the clips ``other`` has seen (Chan's update of two partial results: another process's shard)."""
+        if other.n == 0:
+            return
+        delta, total = other.mean - self.mean, self.n + other.n
+        self.mean = self.mean + delta * other.n / total
+        self.m2 = self.m2 + other.m2 + delta**2 * self.n * other.n / total
+        self.n = total
+
     @property
     def std(self) -> np.ndarray:
         return np.sqrt(self.m2 / max(self.n - 1, 1))
