@@ -139,142 +139,105 @@ def evaluate(
     ``score_workers`` processes run ``describe`` beside the generation (default: up to 8, none on <= 2 cores;
     0: in this process). Writes ``eval_dit.json``, the gallery and the contact sheet; returns the summary."""
     workdir = pathlib.Path(workdir)
-    pool = ScorePool(score_workers)  # its processes start while the model loads
-    try:
-        return _evaluate(
-            workdir,
-            pool,
-            num,
-            seed,
-            sizes,
-            frames,
-            steps,
-            guidance,
-            sampler,
-            shift,
-            batch,
-            gallery,
-            vae_ceiling,
-            progress,
-        )
-    finally:
-        pool.close()
-
-
-def _evaluate(
-    workdir,
-    pool,
-    num,
-    seed,
-    sizes,
-    frames,
-    steps,
-    guidance,
-    sampler,
-    shift,
-    batch,
-    gallery,
-    vae_ceiling,
-    progress,
-) -> dict:
-    generator, params, config = load_trained(workdir)
-    exclude = _training_captions(config.train.latents)
-    size_list = [parse_size(s) for s in sizes.split(",") if s.strip()]
-    items = held_out_prompts(num, seed=seed, sizes=size_list, frames=frames, exclude=exclude)
-    out_dir = workdir / "eval_dit"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    bar = progress_bar(total=len(items), desc="eval-dit", unit="video", disable=not progress)
-    t_generate = 0.0
-    middle_frames: list[np.ndarray] = []
-    jobs = []  # (item, size, the sample's scoring, the round trip's scoring or None), in prompt order
-    for size in size_list:
-        group = [it for it in items if tuple(it["size"]) == size]
-        for start in range(0, len(group), batch):
-            chunk = group[start : start + batch]
-            t0 = time.perf_counter()
-            videos = generator.text_to_video(
-                params,
-                [it["prompt"] for it in chunk],
-                frames=frames,
-                height=size[1],
-                width=size[0],
-                seed=seed + start,
-                steps=steps,
-                guidance=guidance,
-                sampler=sampler,
-                shift=shift,
-            )
-            recon = [None] * len(chunk)
-            if vae_ceiling:  # the same scoring on the prompts' true clips after a VAE round trip
-                real = np.stack([it["frames"] for it in chunk]).astype(np.float32) / 127.5 - 1.0
-                recon = np.asarray(generator.decode(generator.codec.encode(jax.numpy.asarray(real))))
-            t_generate += time.perf_counter() - t0
-            for it, video, round_trip in zip(chunk, videos, recon, strict=True):
-                objects = it["objects"]
-                ceiling_job = None if round_trip is None else pool.submit(round_trip, objects)
-                jobs.append((it, size, pool.submit(video, objects), ceiling_job))
-                middle_frames.append(as_uint8_video(video[len(video) // 2])[0])  # that frame alone
-                if len(jobs) <= gallery:
-                    _write_gif(out_dir / f"sample{len(jobs) - 1:02d}.gif", video)
-            bar.update(len(chunk))
-    t0 = time.perf_counter()
-    totals: dict[str, int] = {}
-    ceiling: dict[str, int] = {}
-    ceiling_read: list[dict] = []
-    per_item = []
-    for it, size, sample_job, ceiling_job in jobs:
-        counts, reads = sample_job.result()
-        for k, v in counts.items():
-            totals[k] = totals.get(k, 0) + int(v)
-        per_item.append({"prompt": it["prompt"], "size": list(size), **counts, "read": reads})
-        if ceiling_job is not None:
-            counts, reads = ceiling_job.result()
+    with ScorePool(score_workers) as pool:  # its processes start while the model loads
+        generator, params, config = load_trained(workdir)
+        exclude = _training_captions(config.train.latents)
+        size_list = [parse_size(s) for s in sizes.split(",") if s.strip()]
+        items = held_out_prompts(num, seed=seed, sizes=size_list, frames=frames, exclude=exclude)
+        out_dir = workdir / "eval_dit"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        bar = progress_bar(total=len(items), desc="eval-dit", unit="video", disable=not progress)
+        t_generate = 0.0
+        middle_frames: list[np.ndarray] = []
+        jobs = []  # (item, size, the sample's scoring, the round trip's scoring or None), in prompt order
+        for size in size_list:
+            group = [it for it in items if tuple(it["size"]) == size]
+            for start in range(0, len(group), batch):
+                chunk = group[start : start + batch]
+                t0 = time.perf_counter()
+                videos = generator.text_to_video(
+                    params,
+                    [it["prompt"] for it in chunk],
+                    frames=frames,
+                    height=size[1],
+                    width=size[0],
+                    seed=seed + start,
+                    steps=steps,
+                    guidance=guidance,
+                    sampler=sampler,
+                    shift=shift,
+                )
+                recon = [None] * len(chunk)
+                if vae_ceiling:  # the same scoring on the prompts' true clips after a VAE round trip
+                    real = np.stack([it["frames"] for it in chunk]).astype(np.float32) / 127.5 - 1.0
+                    recon = np.asarray(generator.decode(generator.codec.encode(jax.numpy.asarray(real))))
+                t_generate += time.perf_counter() - t0
+                for it, video, round_trip in zip(chunk, videos, recon, strict=True):
+                    objects = it["objects"]
+                    ceiling_job = None if round_trip is None else pool.submit(round_trip, objects)
+                    jobs.append((it, size, pool.submit(video, objects), ceiling_job))
+                    middle_frames.append(as_uint8_video(video[len(video) // 2])[0])  # that frame alone
+                    if len(jobs) <= gallery:
+                        _write_gif(out_dir / f"sample{len(jobs) - 1:02d}.gif", video)
+                bar.update(len(chunk))
+        t0 = time.perf_counter()
+        totals: dict[str, int] = {}
+        ceiling: dict[str, int] = {}
+        ceiling_read: list[dict] = []
+        per_item = []
+        for it, size, sample_job, ceiling_job in jobs:
+            counts, reads = sample_job.result()
             for k, v in counts.items():
-                ceiling[k] = ceiling.get(k, 0) + int(v)
-            ceiling_read += reads
-            # What describe read on the round trip, beside the sample's reads (no per-frame evidence).
-            per_item[-1]["vae_read"] = [
-                {"asked": o["asked"], "got": o["got"] and {k: o["got"][k] for k in READ_ATTRIBUTES}}
-                for o in reads
-            ]
-    t_score = time.perf_counter() - t0  # scoring left after the last generation (the rest ran beside it)
-    bar.close()
-    if per_item:
-        write_contact_sheet(out_dir / "sheet.png", middle_frames, [it["read"] for it in per_item])
-    summary = {
-        "videos": len(per_item),
-        "moving_objects_read_as": _motion_outcomes(per_item),
-        "objects": totals.get("objects", 0),
-        "moving_objects": totals.get("moving", 0),
-        **_accuracies(totals),
-        "vae_ceiling": _accuracies(ceiling) if ceiling else None,
-        "shape_accuracy_by_shape": _by_shape([o for it in per_item for o in it["read"]]),
-        "vae_ceiling_shape_accuracy_by_shape": _by_shape(ceiling_read) if ceiling_read else None,
-        "shape_misses_read_as": _shape_misses(o for it in per_item for o in it["read"]),
-        "vae_ceiling_shape_misses_read_as": _shape_misses(ceiling_read) if ceiling_read else None,
-        "shape_accuracy_by_shape_and_size": _by_shape(
-            [o for it in per_item for o in it["read"]], by_size=True
-        ),
-        "vae_ceiling_shape_accuracy_by_shape_and_size": (
-            _by_shape(ceiling_read, by_size=True) if ceiling_read else None
-        ),
-        "shape_accuracy_by_status": _by_status([o for it in per_item for o in it["read"]]),
-        "vae_ceiling_shape_accuracy_by_status": _by_status(ceiling_read) if ceiling_read else None,
-        "generate_seconds": t_generate,
-        "score_seconds": t_score,
-        "score_workers": pool.workers,
-        "settings": {
-            "seed": seed,
-            "sizes": sizes,
-            "frames": frames,
-            "steps": steps,
-            "guidance": guidance,
-            "sampler": sampler,
-            "shift": shift,
-        },
-    }
-    (workdir / "eval_dit.json").write_text(json.dumps({"summary": summary, "videos": per_item}, indent=2))
-    return summary
+                totals[k] = totals.get(k, 0) + int(v)
+            per_item.append({"prompt": it["prompt"], "size": list(size), **counts, "read": reads})
+            if ceiling_job is not None:
+                counts, reads = ceiling_job.result()
+                for k, v in counts.items():
+                    ceiling[k] = ceiling.get(k, 0) + int(v)
+                ceiling_read += reads
+                # What describe read on the round trip, beside the sample's reads (no per-frame evidence).
+                per_item[-1]["vae_read"] = [
+                    {"asked": o["asked"], "got": o["got"] and {k: o["got"][k] for k in READ_ATTRIBUTES}}
+                    for o in reads
+                ]
+        t_score = time.perf_counter() - t0  # scoring left after the last generation (the rest ran beside it)
+        bar.close()
+        if per_item:
+            write_contact_sheet(out_dir / "sheet.png", middle_frames, [it["read"] for it in per_item])
+        summary = {
+            "videos": len(per_item),
+            "moving_objects_read_as": _motion_outcomes(per_item),
+            "objects": totals.get("objects", 0),
+            "moving_objects": totals.get("moving", 0),
+            **_accuracies(totals),
+            "vae_ceiling": _accuracies(ceiling) if ceiling else None,
+            "shape_accuracy_by_shape": _by_shape([o for it in per_item for o in it["read"]]),
+            "vae_ceiling_shape_accuracy_by_shape": _by_shape(ceiling_read) if ceiling_read else None,
+            "shape_misses_read_as": _shape_misses(o for it in per_item for o in it["read"]),
+            "vae_ceiling_shape_misses_read_as": _shape_misses(ceiling_read) if ceiling_read else None,
+            "shape_accuracy_by_shape_and_size": _by_shape(
+                [o for it in per_item for o in it["read"]], by_size=True
+            ),
+            "vae_ceiling_shape_accuracy_by_shape_and_size": (
+                _by_shape(ceiling_read, by_size=True) if ceiling_read else None
+            ),
+            "shape_accuracy_by_status": _by_status([o for it in per_item for o in it["read"]]),
+            "vae_ceiling_shape_accuracy_by_status": _by_status(ceiling_read) if ceiling_read else None,
+            "generate_seconds": t_generate,
+            "score_seconds": t_score,
+            "score_workers": pool.workers,
+            "settings": {
+                "seed": seed,
+                "sizes": sizes,
+                "frames": frames,
+                "steps": steps,
+                "guidance": guidance,
+                "sampler": sampler,
+                "shift": shift,
+            },
+        }
+        (workdir / "eval_dit.json").write_text(json.dumps({"summary": summary, "videos": per_item}, indent=2))
+        return summary
 
 
 def _motion_outcomes(per_item: list[dict]) -> dict[str, int]:
