@@ -158,12 +158,8 @@ class ChannelStats:
 
     def update(self, x: np.ndarray) -> None:
         x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
-        n_b, mean_b = len(x), x.mean(0)
-        m2_b = ((x - mean_b) ** 2).sum(0)
-        delta, total = mean_b - self.mean, self.n + n_b
-        self.mean = self.mean + delta * n_b / total
-        self.m2 = self.m2 + m2_b + delta**2 * self.n * n_b / total
-        self.n = total
+        mean = x.mean(0)
+        self.merge(ChannelStats(x.shape[-1], {"n": len(x), "mean": mean, "m2": ((x - mean) ** 2).sum(0)}))
 
     def merge(self, other: ChannelStats) -> None:
         """Adds the clips ``other`` has seen (Chan's update of two partial results: another process's shard)."""

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from jaxsora import diffusion, parallel
-from jaxsora.data.latents import LatentDataset, read_meta, wait_for_meta
+from jaxsora.data.latents import LatentDataset, is_complete, read_meta, wait_for_meta
 from jaxsora.data.packing import packed_dataset
 from jaxsora.data.pipeline import close_iterator
 from jaxsora.models.dit import DiT, DiTConfig
@@ -235,6 +235,8 @@ class DiTTrainer:
             )
         self.parts = DiTParts(config, self.meta)
         self._step = None
+        self._abstract = None  # the train state's layout (abstract_state)
+        self._stats = None  # the latent statistics on the devices (put)
 
     def learning_rate(self, step: int, progress: float) -> float:
         """The rate for ``step``: cosine over ``train.steps``, or, when ``train.schedule == "time"``, over the
@@ -250,7 +252,7 @@ class DiTTrainer:
     def abstract_state(self):
         """The train state's leaves as ``jax.ShapeDtypeStruct`` with their shardings (sets ``self.shardings``),
         known before the state is made: what the step compiles ahead from."""
-        if getattr(self, "_abstract", None) is None:
+        if self._abstract is None:
             self._abstract, self.shardings = state_layout(self.mesh, self.parts.init)
         return self._abstract
 
@@ -304,7 +306,7 @@ class DiTTrainer:
         }
 
     def put(self, batch: dict) -> dict:
-        if getattr(self, "_stats", None) is None:  # the dataset's statistics, on the devices once
+        if self._stats is None:  # the dataset's statistics, on the devices once
             stats = {"latent_mean": self.parts.latent_mean, "latent_std": self.parts.latent_std}
             self._stats = {
                 k: jax.make_array_from_process_local_data(parallel.replicated(self.mesh), v)
@@ -314,7 +316,7 @@ class DiTTrainer:
 
     def wait_for_latents(self) -> None:
         """With ``train.wait_for_latents_s``: blocks until the encode has ended, then takes its statistics."""
-        if read_latent_meta(self.tc.latents, allow_incomplete=True).get("complete", True):
+        if is_complete(read_latent_meta(self.tc.latents, allow_incomplete=True)):
             self.meta = read_latent_meta(self.tc.latents)
         else:
             left = self.wait_s - (time.perf_counter() - self.t_start)

@@ -249,12 +249,13 @@ class VAETrainer:
         self.cfg, self.model, self.disc = self.parts.cfg, self.parts.model, self.parts.disc
         self.tx, self.dtx = self.parts.tx, self.parts.dtx
         self._steps: dict[bool, Any] = {}
+        self._abstract = None  # the train state's layout (abstract_state)
 
     # -- state -----------------------------------------------------------------------------------------
     def abstract_state(self):
         """The train state's leaves as ``jax.ShapeDtypeStruct`` with their shardings (sets ``self.shardings``),
         known before the state is made: what the step compiles ahead from."""
-        if getattr(self, "_abstract", None) is None:
+        if self._abstract is None:
             self._abstract, self.shardings = state_layout(self.mesh, self.parts.init)
         return self._abstract
 
