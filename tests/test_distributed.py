@@ -27,8 +27,9 @@ WORKER = textwrap.dedent(
     local = np.full((2 * jax.local_device_count(), 3), 1.0 + jax.process_index(), np.float32)
     batch = parallel.put_batch(mesh, local)
     total = jax.jit(jnp.sum, out_shardings=parallel.replicated(mesh))(batch)
-    print(json.dumps({"process": jax.process_index(), "processes": jax.process_count(),
-                      "devices": jax.device_count(), "shape": list(batch.shape), "sum": float(total)}))
+    print("RESULT", json.dumps({"process": jax.process_index(), "processes": jax.process_count(),
+                                "devices": jax.device_count(), "shape": list(batch.shape), "sum": float(total)}),
+          flush=True)
     """
 )
 
@@ -64,13 +65,14 @@ ENCODER = textwrap.dedent(
     if __name__ == "__main__":
         codec, config = codec_and_config(json.loads(sys.argv[2]))
         meta = encode_dataset(codec, config, sys.argv[1], part_size=2, progress=False)
-        print(json.dumps(meta))
+        print("RESULT", json.dumps(meta), flush=True)
     """
 )
 
 
 def run_two(script, *args) -> list[str]:
-    """Runs ``script`` in two CPU processes joined by jax.distributed (2 devices each); their last lines."""
+    """Runs ``script`` in two CPU processes joined by jax.distributed (2 devices each); the text each printed
+    after ``RESULT `` (the collectives' C++ libraries write their own lines to stdout, at any time)."""
     port = portpicker.pick_unused_port()
     procs = []
     for i in range(2):
@@ -95,7 +97,9 @@ def run_two(script, *args) -> list[str]:
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()[-2000:]
-        lines.append(out.decode().strip().splitlines()[-1])
+        results = [line[len("RESULT ") :] for line in out.decode().splitlines() if line.startswith("RESULT ")]
+        assert len(results) == 1, out.decode()[-2000:]
+        lines.append(results[0])
     return lines
 
 
