@@ -179,6 +179,13 @@ def get_config() -> ml_collections.ConfigDict:
             lr=3e-4, warmup_steps=20, final_lr_fraction=0.1, b1=0.9, b2=0.99, weight_decay=0.0, grad_clip=1.0
         )
     )
+    # adamw | muon: the attention and MLP matrices updated by orthogonalised momentum (Nesterov, muon_beta;
+    # muon_steps Newton-Schulz iterations) at an update RMS of muon_rms, AdamW for the rest
+    # (jaxsora/train/optim.py)
+    tr.optim.kind = "adamw"
+    tr.optim.muon_beta = 0.95
+    tr.optim.muon_rms = 0.2
+    tr.optim.muon_steps = 5
 
     tc = config.vae_train = ml_collections.ConfigDict()
     tc.steps = 200

@@ -24,6 +24,7 @@ from jaxsora.data.packing import packed_dataset
 from jaxsora.sample import Generator
 from jaxsora.train import dit as dit_train
 from jaxsora.train.checkpoint import Checkpointer
+from jaxsora.train.dit_eval import load_trained
 
 SMALL = [
     "packing.seq_len=64",
@@ -96,6 +97,42 @@ def test_a_few_steps_lower_the_loss(latents, tmp_path):
     assert result["steps_per_s"] == pytest.approx(29 / span, rel=0.05)
     assert result["clips_per_s"] >= 8 * result["steps_per_s"]
     assert result["tokens_per_s"] >= result["clips_per_s"]
+
+
+def test_a_few_muon_steps_lower_the_loss(latents, tmp_path):
+    config = config_for(
+        latents,
+        "train.steps=30",
+        "train.optim.lr=3e-3",
+        "train.optim.warmup_steps=3",
+        "train.optim.kind=muon",
+    )
+    trainer = dit_train.DiTTrainer(config, tmp_path)
+    rec = Recorder(trainer)
+    assert trainer.run(progress=False)["steps"] == 30
+    assert np.mean(rec.losses[-5:]) < 0.8 * np.mean(rec.losses[:5]), rec.losses
+    _, params, _ = load_trained(tmp_path, with_vae=False)  # the evaluations restore Muon's state too
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_a_muon_step_on_the_mesh_equals_the_one_device_step(latents):
+    """One whole train step with Muon, (data, fsdp, tensor) = (2, 2, 2) against one device: the same
+    parameter updates up to the Newton-Schulz iteration's bfloat16 rounding."""
+    updates = []
+    for mesh in ([], ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]):
+        trainer = dit_train.DiTTrainer(config_for(latents, "train.optim.kind=muon", *mesh), "unused")
+        state = trainer.init_state()
+        before = jax.tree.map(np.asarray, state.params)
+        with parallel.mesh_context(trainer.mesh):
+            batch = trainer.put(next(trainer.data()))
+            state, _ = trainer.step_fn()(state, batch, jax.random.key(3), np.float32(1e-3))
+        updates.append(jax.tree.map(lambda a, b: np.asarray(a) - b, state.params, before))
+    assert any(not x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params))  # really sharded
+    one, eight = (
+        {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(u)} for u in updates
+    )
+    for key, a in one.items():
+        assert np.linalg.norm(eight[key] - a) <= 2e-2 * np.linalg.norm(a) + 1e-9, key
 
 
 def packed_batch_and_params(latents, config, parts):

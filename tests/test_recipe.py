@@ -234,24 +234,32 @@ def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_p
     ]
 
 
-def test_the_combined_arm_set_runs_every_change_together_then_the_control(tmp_path):
+def test_the_combined_arm_set_runs_every_change_with_muon_then_without(tmp_path):
     calls, res = run_ab(
         tmp_path, PATH=gpus_on_path(tmp_path, 2), ARMS_FILE="experiments/synthetic/arms/combined.sh"
     )
-    assert "2 GPUs for 5 arms: running combined control; skipped ln06 w512 control2" in res.stdout
-    control = [c for c in calls if c[0] == "1"]  # the recipe as committed, on GPU 1
-    changed = ("--config.dit.width", "--config.vae_train.latent_noise")
-    assert not any(a.startswith(changed) for c in control for a in c)
-    assert 450 <= dit_time_limit([c[1:] for c in control]) <= 460  # all the deadline leaves: 570 - 110 - ~0
-    calls = [c for c in calls if c[0] == "0"]  # the combined arm, on GPU 0
-    by_stage = {c[1]: c for c in calls if c[1] in ("train-vae", "train")}
-    assert "--config.vae_train.latent_noise=0.6" in by_stage["train-vae"]
-    assert "--config.dit.width=512" in by_stage["train"] and "--config.dit.mlp_dim=2048" in by_stage["train"]
-    assert 450 <= dit_time_limit([c[1:] for c in calls]) <= 460  # all the deadline leaves: 570 - 110 - ~0
-    evals = [c for c in calls if c[1] == "eval-dit"]
-    assert len(evals) == 2 and evals[1][-2:] == ["--sampler", "heun"]
+    assert (
+        "2 GPUs for 8 arms: running combined_muon combined; skipped control muon ln06 w512 w512_muon control2"
+        in res.stdout
+    )
+    by_gpu = {}
+    for c in calls:
+        if c[1] in ("train-vae", "train", "eval-dit"):
+            by_gpu.setdefault(c[0], {}).setdefault(c[1], []).append(c)
+    for gpu, muon in (("0", True), ("1", False)):  # combined_muon on GPU 0, combined on GPU 1
+        stages = by_gpu[gpu]
+        (vae,), (train,) = stages["train-vae"], stages["train"]
+        assert "--config.vae_train.latent_noise=0.6" in vae
+        assert "--config.dit.width=512" in train and "--config.dit.mlp_dim=2048" in train
+        assert ("--config.train.optim.kind=muon" in train) == muon
+        assert ("--config.train.optim.lr=2e-3" in train) == muon
+        assert 450 <= dit_time_limit([c[1:] for c in stages["train"]]) <= 460  # 570 - 110 - ~0
+        evals = stages["eval-dit"]
+        assert len(evals) == 2 and evals[1][-2:] == ["--sampler", "heun"]
     got = returned(tmp_path / "out", tmp_path / "returned")
-    assert {"eval_dit_combined.json", "eval_dit_combined_x1.json"} <= set(got)
+    assert {"eval_dit_combined_muon.json", "eval_dit_combined_muon_x1.json", "eval_dit_combined.json"} <= set(
+        got
+    )
 
 
 def test_ab_recipe_stopped_at_the_time_limit_returns_the_logs_so_far(tmp_path):

@@ -235,9 +235,11 @@ def _word_tokenizer(words):
     )
 
 
-def test_dit_trains_with_a_frozen_t5_on_its_own_tokens(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_dit_trains_with_a_frozen_t5_on_its_own_tokens(tmp_path, optimizer):
     """`jaxsora train` with text_encoder.kind=t5: the packs carry the T5 tokenizer's ids for each clip's
-    caption (not the byte tokens `jaxsora encode` stored), the loss is finite and T5 stays frozen."""
+    caption (not the byte tokens `jaxsora encode` stored), the loss is finite and T5 stays frozen (with
+    Muon too, whose matrices T5's would otherwise be)."""
     from latent_factory import COLOURS, make_latent_dataset
 
     from jaxsora.config import load_config
@@ -262,6 +264,7 @@ def test_dit_trains_with_a_frozen_t5_on_its_own_tokens(tmp_path):
             "dit.attention=xla",
             "train.steps=2",
             "train.log_every=1",
+            f"train.optim.kind={optimizer}",
             f"train.latents={tmp_path / 'latents'}",
         ],
     )

@@ -87,9 +87,12 @@ class DiTParts:
         )
         self.model = DiT(self.cfg)
         self.flow = diffusion.FlowConfig.from_config(config.diffusion)
-        # AdamW without its rate: the step scales updates by the host's rate (lr_at), so the cosine decay can
-        # follow the steps or, for time-boxed runs (train.schedule="time"), the fraction of time_limit_s used.
-        self.tx = make_unscaled_optimizer(config.train.optim)
+        # AdamW (or Muon) without its rate: the step scales updates by the host's rate (lr_at), so the cosine decay
+        # can follow the steps or, for time-boxed runs (train.schedule="time"), the fraction of time_limit_s used.
+        opt = config.train.optim
+        # Muon reads which leaves are matrices from their logical axis names: the parameters' shapes, boxed
+        boxed = jax.eval_shape(self.init_params, jax.random.key(0)) if opt.get("kind") == "muon" else None
+        self.tx = make_unscaled_optimizer(opt, boxed)
         if not self.text.trainable:  # a pretrained encoder stays frozen (no optimiser state either)
             self.tx = optax.multi_transform(
                 {"train": self.tx, "frozen": optax.set_to_zero()},

@@ -1,0 +1,89 @@
+"""Muon (train.optim.kind=muon): which parameters it takes and how, the orthogonalisation, the update's size.
+The DiT trained with it, on one device and on the 8-device mesh: tests/test_dit_train.py."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxsora.config import load_config
+from jaxsora.train import dit as dit_train
+from jaxsora.train import optim
+
+MUON = ["train.optim.kind=muon"]
+
+
+@pytest.mark.parametrize("shape", [(40, 96), (96, 40), (3, 64, 64), (2, 5, 24, 8)])
+def test_orthogonalize_keeps_the_singular_vectors_and_takes_the_values_near_one(shape):
+    g = jax.random.normal(jax.random.key(0), shape) * jnp.linspace(0.2, 3.0, shape[-1])
+    x = optim.orthogonalize(g)
+    assert x.shape == g.shape and x.dtype == g.dtype
+    g64, x64 = np.asarray(g, np.float64), np.asarray(x, np.float64)
+    u, s, vt = np.linalg.svd(g64, full_matrices=False)
+    # x in g's singular bases: diagonal (the same vectors), each value moved towards 1; five iterations lift
+    # a value from at least 1% of g's Frobenius norm (a square Gaussian matrix has some near 0)
+    inner = np.swapaxes(u, -1, -2) @ x64 @ np.swapaxes(vt, -1, -2)
+    diag = np.diagonal(inner, axis1=-2, axis2=-1)
+    off = inner - diag[..., None] * np.eye(diag.shape[-1])
+    assert np.sqrt(np.mean(off**2)) < 0.01 and np.abs(off).max() < 0.1  # bfloat16 rounding
+    lifted = s / np.linalg.norm(g64, axis=(-2, -1), keepdims=True)[..., 0] >= 0.01
+    assert lifted.mean() > 0.8
+    assert np.all(diag[lifted] > 0.6) and np.all(diag < 1.25), (diag.min(), diag.max())
+
+
+def test_matrix_layouts_follow_the_logical_axis_names():
+    layout = optim.matrix_layout
+    assert layout(("embed", "mlp")) == optim.MatrixLayout((), (0,), (1,))
+    assert layout(("layers", "mlp", "embed")) == optim.MatrixLayout((0,), (1,), (2,))
+    assert layout(("embed", "qkv", "heads", "kv")) == optim.MatrixLayout((1,), (0,), (2, 3))
+    assert layout(("heads", "kv", "embed")) == optim.MatrixLayout((), (0, 1), (2,))
+    assert layout(("embed", "heads", "kv")) == optim.MatrixLayout((), (0,), (1, 2))
+    for names in [("embed",), ("patch", "embed"), ("embed_in", "modulation", "embed"), ("vocab", "embed")]:
+        assert layout(names) is None  # embeddings, patch embedding, head, modulation: AdamW
+    assert layout(("layers", "mlp")) is None  # a stacked bias
+
+
+def test_an_update_has_the_configured_rms_for_any_layout():
+    g = jax.random.normal(jax.random.key(1), (2, 48, 3, 4, 16))  # (layers, embed, qkv, heads, kv)
+    lay = optim.matrix_layout(("layers", "embed", "qkv", "heads", "kv"))
+    u = optim.orthogonal_update(g, lay, rms=0.2, steps=5)
+    assert u.shape == g.shape
+    for i in range(2):
+        for j in range(3):  # each (layer, q/k/v) matrix on its own: 48 x 64
+            m = np.asarray(u[i, :, j]).reshape(48, 64)
+            assert np.sqrt(np.mean(m**2)) == pytest.approx(0.2, rel=0.25)
+            s = np.linalg.svd(m / (0.2 * np.sqrt(64)), compute_uv=False)
+            assert 0.6 < s.min() and s.max() < 1.25
+
+
+def test_the_dit_optimizer_keeps_adam_moments_only_for_what_muon_does_not_take():
+    parts = dit_train.DiTParts(load_config("configs/tiny.py", MUON), {"latent_channels": 16})
+    layouts = optim.muon_layouts(jax.eval_shape(parts.init_params, jax.random.key(0)))
+    muon_keys = {k for k, v in layouts.items() if v is not None}
+    assert "['dit']['blocks']['mlp']['wi']['kernel']" in muon_keys
+    assert "['dit']['blocks']['self_attention']['qkv']['kernel']" in muon_keys
+    assert (
+        "['dit']['head']['kernel']" not in muon_keys and "['dit']['patch_embed']['kernel']" not in muon_keys
+    )
+    assert "['text']['embedding']" not in muon_keys
+    state = nn.meta.unbox(jax.eval_shape(parts.init, jax.random.key(0)))
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    n_muon = sum(x.size for k, x in _flat(state.params).items() if k in muon_keys)
+    n_state = sum(x.size for x in jax.tree.leaves(state.opt_state))
+    # momentum for Muon's matrices, two moments (plus counters) for the rest
+    assert n_state == pytest.approx(n_muon + 2 * (n_params - n_muon), abs=8)
+
+
+def _flat(tree) -> dict:
+    return {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def test_muon_needs_the_logical_names_and_a_known_kind():
+    opt = ml_collections.ConfigDict(dict(b1=0.9, b2=0.99, weight_decay=0.0, grad_clip=1.0, kind="muon"))
+    with pytest.raises(ValueError, match="logical axis names"):
+        optim.make_unscaled_optimizer(opt)
+    opt.kind = "lion"
+    with pytest.raises(ValueError, match="adamw"):
+        optim.make_unscaled_optimizer(opt)
