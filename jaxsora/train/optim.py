@@ -219,8 +219,7 @@ def scale_by_muon(
         momentum = jax.tree.map(lambda m, g: beta * m + g.astype(jnp.float32), state.momentum, updates)
         nesterov = jax.tree.map(lambda m, g: beta * m + g.astype(jnp.float32), momentum, updates)
 
-        flat = {}
-        _map_with_keys(lambda key, g: flat.setdefault(key, g), nesterov)
+        flat = {jax.tree_util.keystr(p): g for p, g in jax.tree_util.tree_leaves_with_path(nesterov)}
         unknown = [key for key in flat if layouts.get(key) is None]
         if unknown:
             raise ValueError(f"Muon was given {unknown}, which are not attention or MLP matrices")
