@@ -47,6 +47,10 @@ LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("modulation", None),  # adaLN's shift/scale/gate index
     ("patch", None),  # values of a spacetime patch token
     ("freq", None),  # sinusoidal timestep features
+    # optimizer: Muon's stacks of whole matrices, split over fsdp so each device runs the Newton-Schulz chains
+    # of 1/N of them, reached from the fsdp shards by all-to-all (over data as well, replicas would all-gather
+    # the updates; over tensor, XLA regathers: experiments/bench/muon_sharding.py)
+    ("matrices", "fsdp"),
 )
 
 

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jaxsora import parallel
 from jaxsora.config import load_config
 from jaxsora.train import dit as dit_train
 from jaxsora.train import optim
@@ -56,6 +57,36 @@ def test_an_update_has_the_configured_rms_for_any_layout():
             assert np.sqrt(np.mean(m**2)) == pytest.approx(0.2, rel=0.25)
             s = np.linalg.svd(m / (0.2 * np.sqrt(64)), compute_uv=False)
             assert 0.6 < s.min() and s.max() < 1.25
+
+
+def test_on_an_fsdp_mesh_each_device_orthogonalises_whole_matrices():
+    """On (fsdp=8) the stacks are split by whole matrices (logical axis ``matrices``), reached by all-to-all
+    from the parameters' shards and back: no device gathers a parameter, and the updates equal one device's."""
+    names = {
+        "mlp_in": ("layers", "embed", "mlp"),
+        "mlp_out": ("layers", "mlp", "embed"),  # tall: turned wide, stacked with mlp_in
+        "qkv": ("embed", "qkv", "heads", "kv"),
+        "out": ("heads", "kv", "embed"),
+    }
+    shapes = {"mlp_in": (3, 64, 256), "mlp_out": (3, 256, 64), "qkv": (64, 3, 4, 16), "out": (4, 16, 64)}
+    keys = jax.random.split(jax.random.key(2), len(names))
+    grads = {k: jax.random.normal(r, shapes[k]) for k, r in zip(names, keys, strict=True)}
+    layouts = {k: optim.matrix_layout(n) for k, n in names.items()}
+
+    def update(g):
+        return optim.orthogonal_updates(g, layouts, rms=0.2, steps=5)
+
+    expected = jax.jit(update)(grads)
+    mesh = parallel.make_mesh({"fsdp": 8})
+    shardings = {k: parallel.logical_sharding(mesh, n) for k, n in names.items()}
+    with parallel.mesh_context(mesh):
+        compiled = jax.jit(update, in_shardings=(shardings,), out_shardings=shardings).lower(grads).compile()
+    hlo = compiled.as_text()
+    assert "all-to-all" in hlo and "all-gather" not in hlo
+    got = compiled(jax.device_put(grads, shardings))
+    for k in names:
+        assert got[k].sharding.is_equivalent_to(shardings[k], len(shapes[k]))
+        np.testing.assert_allclose(np.asarray(got[k]), np.asarray(expected[k]), atol=1e-6, err_msg=k)
 
 
 def test_the_dit_optimizer_keeps_adam_moments_only_for_what_muon_does_not_take():

@@ -95,6 +95,8 @@ class MatrixLayout:
     batch: tuple[int, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    # the parameter's logical axis names, which put its update back in the parameter's layout on a mesh
+    names: tuple[str | None, ...] = dataclasses.field(default=(), compare=False)
 
 
 def matrix_layout(names: tuple[str | None, ...]) -> MatrixLayout | None:
@@ -107,8 +109,8 @@ def matrix_layout(names: tuple[str | None, ...]) -> MatrixLayout | None:
     if len(rest) < 2:
         return None
     if names[rest[-1]] == "embed":  # an output projection: (heads, kv, embed), (mlp, embed)
-        return MatrixLayout(batch, tuple(rest[:-1]), (rest[-1],))
-    return MatrixLayout(batch, (rest[0],), tuple(rest[1:]))  # (embed, heads, kv), (embed, mlp)
+        return MatrixLayout(batch, tuple(rest[:-1]), (rest[-1],), names)
+    return MatrixLayout(batch, (rest[0],), tuple(rest[1:]), names)  # (embed, heads, kv), (embed, mlp)
 
 
 def _is_box(x) -> bool:
@@ -170,29 +172,56 @@ def from_matrices(x: jax.Array, shape: tuple[int, ...], layout: MatrixLayout) ->
     return jnp.transpose(x, tuple(int(i) for i in np.argsort(order)))
 
 
+def _spread_over_devices(x: jax.Array) -> jax.Array:
+    """A stack of matrices ``[k, m, n]`` zero-padded to a multiple of the devices that the logical axis
+    ``matrices`` maps to, and constrained to be split along ``k`` over them, so that each device runs the
+    Newton-Schulz chain of whole matrices, 1/N of them (a zero matrix stays zero). Without a mesh, unchanged."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    axes = nn.logical_to_mesh_axes(("matrices",))[0]
+    axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    devices = math.prod(mesh.shape[a] for a in axes if a in mesh.shape)
+    if devices > 1 and len(x) % devices:
+        x = jnp.pad(x, ((0, devices - len(x) % devices), (0, 0), (0, 0)))
+    return nn.with_logical_constraint(x, ("matrices", None, None))
+
+
 def orthogonal_updates(
-    grads: dict[str, jax.Array], layouts: dict[str, MatrixLayout], *, rms: float, steps: int
+    grads: dict[str, jax.Array],
+    layouts: dict[str, MatrixLayout],
+    *,
+    rms: float,
+    steps: int,
 ):
     """Each parameter's update laid out as matrices, orthogonalised, and scaled so that its RMS is ``rms`` (a
     semi-orthogonal m x n matrix has RMS 1/sqrt(max(m, n))). Matrices of one size (after turning tall ones
     wide) are stacked into one Newton-Schulz chain: a DiT of 8 unscanned blocks has ~60 matrices of 3-4 sizes,
-    and a chain of 15 small matmuls each would be launch-bound on a GPU."""
+    and a chain of 15 small matmuls each would be launch-bound on a GPU.
+
+    On a mesh each stack is split over the devices by whole matrices (logical axis ``matrices``), in bfloat16,
+    the precision the iterations run in, instead of each device gathering the parameters it holds a shard of
+    and running every chain itself: with fsdp that would hold the whole stack on every device, and with data
+    parallelism every replica would repeat the same chains. Each update goes back to its parameter's layout
+    (``MatrixLayout.names``)."""
     groups: dict[tuple[int, int], list[str]] = {}
     stacks, tall = {}, {}
     for key, g in grads.items():
-        x = as_matrices(g, layouts[key])
+        x = as_matrices(g.astype(jnp.bfloat16), layouts[key])
         tall[key] = x.shape[1] > x.shape[2]
         stacks[key] = jnp.swapaxes(x, 1, 2) if tall[key] else x
         groups.setdefault(stacks[key].shape[1:], []).append(key)
     out = {}
     for (_, n), keys in groups.items():
-        done = orthogonalize(jnp.concatenate([stacks[k] for k in keys]), steps) * (rms * math.sqrt(n))
+        done = orthogonalize(_spread_over_devices(jnp.concatenate([stacks[k] for k in keys])), steps)
         start = 0
         for key in keys:
-            x = done[start : start + len(stacks[key])]
+            x = done[start : start + len(stacks[key])].astype(jnp.float32) * (rms * math.sqrt(n))
             start += len(stacks[key])
             x = jnp.swapaxes(x, 1, 2) if tall[key] else x
-            out[key] = from_matrices(x, grads[key].shape, layouts[key]).astype(grads[key].dtype)
+            x = from_matrices(x, grads[key].shape, layouts[key]).astype(grads[key].dtype)
+            names = layouts[key].names
+            out[key] = nn.with_logical_constraint(x, names) if names else x
     return out
 
 
