@@ -188,22 +188,18 @@ def _spread_over_devices(x: jax.Array) -> jax.Array:
 
 
 def orthogonal_updates(
-    grads: dict[str, jax.Array],
-    layouts: dict[str, MatrixLayout],
-    *,
-    rms: float,
-    steps: int,
+    grads: dict[str, jax.Array], layouts: dict[str, MatrixLayout], *, rms: float, steps: int
 ):
     """Each parameter's update laid out as matrices, orthogonalised, and scaled so that its RMS is ``rms`` (a
     semi-orthogonal m x n matrix has RMS 1/sqrt(max(m, n))). Matrices of one size (after turning tall ones
     wide) are stacked into one Newton-Schulz chain: a DiT of 8 unscanned blocks has ~60 matrices of 3-4 sizes,
     and a chain of 15 small matmuls each would be launch-bound on a GPU.
 
-    On a mesh each stack is split over the devices by whole matrices (logical axis ``matrices``), in bfloat16,
-    the precision the iterations run in, instead of each device gathering the parameters it holds a shard of
-    and running every chain itself: with fsdp that would hold the whole stack on every device, and with data
-    parallelism every replica would repeat the same chains. Each update goes back to its parameter's layout
-    (``MatrixLayout.names``)."""
+    On a mesh each stack is split by whole matrices over the mesh axes of the logical axis ``matrices`` (fsdp),
+    in bfloat16, the precision the iterations run in, instead of each device gathering the parameters it holds
+    a shard of and running every chain itself. Data-parallel replicas, which hold whole parameters, still
+    repeat the chains: splitting them there too would cost an all-gather of the updates. Each update goes back
+    to its parameter's layout (``MatrixLayout.names``)."""
     groups: dict[tuple[int, int], list[str]] = {}
     stacks, tall = {}, {}
     for key, g in grads.items():
