@@ -26,7 +26,6 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_p
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
@@ -34,6 +33,7 @@ import optax  # noqa: E402
 from jaxsora import parallel  # noqa: E402
 from jaxsora.config import load_config  # noqa: E402
 from jaxsora.train.dit import DiTParts  # noqa: E402
+from jaxsora.train.loop import state_layout  # noqa: E402
 
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
 DTYPE_BYTES = {"f32": 4, "bf16": 2, "s32": 4, "f16": 2}
@@ -56,11 +56,7 @@ def measure(kind: str, depth: int, mesh_shape: dict) -> dict:
     )
     parts = DiTParts(config, {"latent_channels": 16})
     mesh = parallel.make_mesh({"data": 1} | mesh_shape)
-    boxed = jax.eval_shape(parts.init, jax.random.key(0))
-    shardings = parallel.state_shardings(mesh, boxed)
-    abstract = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nn.meta.unbox(boxed), shardings
-    )
+    abstract, shardings = state_layout(mesh, parts.init)  # the trainers' own layout of the train state
 
     def update(params, grads, opt_state):
         updates, opt_state = parts.tx.update(grads, opt_state, params)

@@ -62,7 +62,7 @@ def make_unscaled_optimizer(
     kind = opt.get("kind", "adamw")
     if kind not in OPTIMIZERS:
         raise ValueError(f"optim.kind must be one of {OPTIMIZERS}, got {kind!r}")
-    adam = optax.scale_by_adam(b1=opt.b1, b2=opt.b2)
+    scale = adam = optax.scale_by_adam(b1=opt.b1, b2=opt.b2)
     if kind == "muon":
         if boxed_params is None:
             raise ValueError("optim.kind=muon needs the parameters' logical axis names (boxed_params)")
@@ -79,10 +79,10 @@ def make_unscaled_optimizer(
         def labels(params):
             return _map_with_keys(lambda key, _: "adam" if layouts.get(key) is None else "muon", params)
 
-        adam = optax.multi_transform({"adam": adam, "muon": muon}, labels)
+        scale = optax.multi_transform({"adam": adam, "muon": muon}, labels)
     return optax.chain(
         optax.clip_by_global_norm(opt.grad_clip),
-        adam,
+        scale,
         optax.add_decayed_weights(opt.weight_decay),
     )
 
