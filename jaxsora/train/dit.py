@@ -38,9 +38,8 @@ from jaxsora.train.loop import (
     AheadCompiledStep,
     PreemptionGuard,
     Progress,
-    make_train_state,
+    TrainStateLayout,
     signature,
-    state_layout,
 )
 from jaxsora.train.optim import ema_update, lr_at, make_unscaled_optimizer
 
@@ -207,7 +206,7 @@ def loss_and_grads(params, batch, rng, *, parts: DiTParts):
     return loss, grads
 
 
-class DiTTrainer:
+class DiTTrainer(TrainStateLayout):
     """Builds mesh, sharded state, data and the jitted step from a config; ``run()`` trains."""
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
@@ -238,7 +237,6 @@ class DiTTrainer:
             )
         self.parts = DiTParts(config, self.meta)
         self._step = None
-        self._abstract = None  # the train state's layout (abstract_state)
         self._stats = None  # the latent statistics on the devices (put)
 
     def learning_rate(self, step: int, progress: float) -> float:
@@ -251,17 +249,6 @@ class DiTTrainer:
         if tc.schedule == "time" and not tc.time_limit_s:
             raise ValueError("train.schedule=time needs train.time_limit_s > 0")
         return lr_at(tc.optim, step, tc.steps, progress if tc.schedule == "time" else None)
-
-    def abstract_state(self):
-        """The train state's leaves as ``jax.ShapeDtypeStruct`` with their shardings (sets ``self.shardings``),
-        known before the state is made: what the step compiles ahead from."""
-        if self._abstract is None:
-            self._abstract, self.shardings = state_layout(self.mesh, self.parts.init)
-        return self._abstract
-
-    def init_state(self) -> DiTTrainState:
-        self.abstract_state()
-        return make_train_state(self.mesh, self.parts.init, self.shardings, self.config.seed)
 
     def batch_shardings(self) -> dict:
         ndims = {"tokens": 3, "positions": 3, "text_tokens": 3, "text_mask": 3, "grid": 3}

@@ -35,6 +35,25 @@ def make_train_state(mesh, init, shardings, seed: int):
         return jax.jit(lambda r: nn.meta.unbox(init(r)), out_shardings=shardings)(jax.random.key(seed))
 
 
+class TrainStateLayout:
+    """The train state's layout and initialisation, shared by the trainers. The class using it sets
+    ``self.mesh``, ``self.parts`` (whose ``init(rng)`` makes a logically partitioned train state) and
+    ``self.config`` (its ``seed``)."""
+
+    _abstract = None
+
+    def abstract_state(self):
+        """The train state's leaves as ``jax.ShapeDtypeStruct`` with their shardings (sets ``self.shardings``),
+        known before the state is made: what the step compiles ahead from."""
+        if self._abstract is None:
+            self._abstract, self.shardings = state_layout(self.mesh, self.parts.init)
+        return self._abstract
+
+    def init_state(self):
+        self.abstract_state()
+        return make_train_state(self.mesh, self.parts.init, self.shardings, self.config.seed)
+
+
 def signature(batch) -> tuple:
     """A batch's tree structure with each leaf's shape and dtype: what selects a compiled executable."""
     leaves, treedef = jax.tree.flatten(batch)

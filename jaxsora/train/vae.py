@@ -30,7 +30,7 @@ from jaxsora.data.pixels import to_signed_unit
 from jaxsora.models.vae import VAE, VAEConfig
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
-from jaxsora.train.loop import AheadCompiledStep, PreemptionGuard, Progress, make_train_state, state_layout
+from jaxsora.train.loop import AheadCompiledStep, PreemptionGuard, Progress, TrainStateLayout
 from jaxsora.train.optim import ema_update, lr_at, make_unscaled_optimizer
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ def expected_batch_shapes(config: ml_collections.ConfigDict) -> list[tuple[int, 
     return shapes
 
 
-class VAETrainer:
+class VAETrainer(TrainStateLayout):
     """Builds the model, mesh, sharded state, data and jitted steps from a config; ``run()`` trains.
 
     With ``vae_train.time_limit_s`` the learning rate's cosine decay follows the fraction of the time budget
@@ -249,20 +249,8 @@ class VAETrainer:
         self.cfg, self.model, self.disc = self.parts.cfg, self.parts.model, self.parts.disc
         self.tx, self.dtx = self.parts.tx, self.parts.dtx
         self._steps: dict[bool, Any] = {}
-        self._abstract = None  # the train state's layout (abstract_state)
 
-    # -- state -----------------------------------------------------------------------------------------
-    def abstract_state(self):
-        """The train state's leaves as ``jax.ShapeDtypeStruct`` with their shardings (sets ``self.shardings``),
-        known before the state is made: what the step compiles ahead from."""
-        if self._abstract is None:
-            self._abstract, self.shardings = state_layout(self.mesh, self.parts.init)
-        return self._abstract
-
-    def init_state(self) -> VAETrainState:
-        self.abstract_state()
-        return make_train_state(self.mesh, self.parts.init, self.shardings, self.config.seed)
-
+    # -- step ------------------------------------------------------------------------------------------
     def step_fn(self, use_gan: bool):
         """``(state, video, rng, lr) -> (state, metrics, reconstruction)``."""
         if use_gan not in self._steps:
