@@ -47,10 +47,13 @@ LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("modulation", None),  # adaLN's shift/scale/gate index
     ("patch", None),  # values of a spacetime patch token
     ("freq", None),  # sinusoidal timestep features
-    # optimizer: Muon's stacks of whole matrices, split over fsdp so each device runs the Newton-Schulz chains
-    # of 1/N of them, reached from the fsdp shards by all-to-all (over data as well, replicas would all-gather
-    # the updates; over tensor, XLA regathers: experiments/bench/muon_sharding.py)
-    ("matrices", "fsdp"),
+    # optimizer: Muon's Newton-Schulz chains run on whole matrices, each device 1/N of them: the stacks of
+    # matrices are split over fsdp (reached from the parameters' fsdp shards by all-to-all), and data-parallel
+    # replicas each take a slice of those and all-gather the results (bfloat16) afterwards, instead of every
+    # replica running every chain (experiments/bench/muon_sharding.py). "matrices" starts with the axes of
+    # "matrix_stacks", so that going from one to the other is a slice on each device.
+    ("matrices", ("fsdp", "data")),
+    ("matrix_stacks", "fsdp"),
 )
 
 

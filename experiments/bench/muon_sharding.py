@@ -1,15 +1,15 @@
 """What Muon's update costs each device on a sharded mesh (CPU compile only, no GPU): the collectives in the
-compiled optimizer update, the bytes its all-gathers return, and the per-device temporary memory XLA plans,
-AdamW beside it.
+compiled optimizer update, the bytes its all-gathers return, the per-device temporary memory XLA plans and the
+FLOPs XLA counts for one device's share (``cost_analysis``), AdamW beside it.
 
-    python experiments/bench/muon_sharding.py [--depth 30] [--meshes fsdp=8,data=2:fsdp=4,fsdp=2:tensor=4,data=8]
+    python experiments/bench/muon_sharding.py [--depth 30] [--meshes fsdp=8,data=2:fsdp=4,data=8,...]
 
 Builds the train state of ``configs/wan13b_shape.py`` (the byte text encoder instead of T5, which needs
 weights; ``dit.depth`` from ``--depth``) as shapes only, shards it by the logical rules over 8 forced host
 devices, and compiles ``tx.update`` + ``apply_updates`` with the state's shardings in and out (donated),
-nothing run. Muon's Newton-Schulz stacks are split over the mesh axes that ``matrices`` maps to in
-``jaxsora/parallel.py``'s rules; ``--matrices`` overrides that mapping (``none``: every device runs every
-chain on gathered parameters, as before the split).
+nothing run. Muon's Newton-Schulz chains are split over the mesh axes that ``matrices`` maps to in
+``jaxsora/parallel.py``'s rules (the stacks held over those of ``matrix_stacks``); ``--matrices`` overrides
+the first mapping (``none``: every device runs every chain on gathered parameters, as before the split).
 """
 
 from __future__ import annotations
@@ -76,7 +76,11 @@ def measure(kind: str, depth: int, mesh_shape: dict) -> dict:
         )
     ops, gathered = collectives(compiled.as_text())
     memory = compiled.memory_analysis()
+    cost = compiled.cost_analysis() or {}
+    if isinstance(cost, list):  # older jax: one dict per computation
+        cost = cost[0] if cost else {}
     return {
+        "flops": cost.get("flops", float("nan")),
         "params": sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params)),
         "ops": ops,
         "gathered": gathered,
@@ -90,7 +94,7 @@ def main(argv=None) -> None:
     parser.add_argument("--depth", type=int, default=30, help="dit.depth (30: the Wan 1.3B size)")
     parser.add_argument(
         "--meshes",
-        default="fsdp=8,data=2:fsdp=4,fsdp=2:tensor=4,data=8",
+        default="fsdp=8,data=2:fsdp=4,fsdp=2:tensor=4,data=8,data=2:fsdp=2:tensor=2",
         help="comma-separated meshes, each axis=size joined by ':'",
     )
     parser.add_argument(
@@ -106,15 +110,16 @@ def main(argv=None) -> None:
         )
     rule = dict(parallel.LOGICAL_RULES).get("matrices")
     print(f"jax {jax.__version__}, wan13b_shape at depth {args.depth}, 'matrices' -> {rule}")
-    print("| mesh | optimizer | collectives | all-gathered / device | temp / device |")
-    print("|---|---|---|---:|---:|")
+    print("| mesh | optimizer | collectives | all-gathered / device | temp / device | GFLOP / device |")
+    print("|---|---|---|---:|---:|---:|")
     for spec in args.meshes.split(","):
         mesh_shape = {k: int(v) for k, v in (kv.split("=") for kv in spec.split(":"))}
         for kind in ("adamw", "muon"):
             r = measure(kind, args.depth, mesh_shape)
             ops = ", ".join(f"{k} {v}" for k, v in sorted(r["ops"].items())) or "-"
             print(
-                f"| {spec} | {kind} | {ops} | {r['gathered'] / 2**20:,.0f} MiB | {r['temp'] / 2**20:,.0f} MiB |",
+                f"| {spec} | {kind} | {ops} | {r['gathered'] / 2**20:,.0f} MiB | {r['temp'] / 2**20:,.0f} MiB "
+                f"| {r['flops'] / 1e9:,.0f} |",
                 flush=True,
             )
     print(f"parameters: {r['params'] / 1e6:,.0f}M")

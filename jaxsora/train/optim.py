@@ -172,19 +172,40 @@ def from_matrices(x: jax.Array, shape: tuple[int, ...], layout: MatrixLayout) ->
     return jnp.transpose(x, tuple(int(i) for i in np.argsort(order)))
 
 
-def _spread_over_devices(x: jax.Array) -> jax.Array:
-    """A stack of matrices ``[k, m, n]`` zero-padded to a multiple of the devices that the logical axis
-    ``matrices`` maps to, and constrained to be split along ``k`` over them, so that each device runs the
-    Newton-Schulz chain of whole matrices, 1/N of them (a zero matrix stays zero). Without a mesh, unchanged."""
+_FREE = jax.sharding.PartitionSpec.UNCONSTRAINED  # a matrix's own dimensions: as XLA finds best
+
+
+def _matrix_devices(name: str) -> int:
+    """How many devices the logical axis ``name`` maps to on the current (abstract) mesh; 1 without one."""
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
-        return x
-    axes = nn.logical_to_mesh_axes(("matrices",))[0]
+        return 1
+    axes = nn.logical_to_mesh_axes((name,))[0]
     axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
-    devices = math.prod(mesh.shape[a] for a in axes if a in mesh.shape)
+    return math.prod(mesh.shape[a] for a in axes if a in mesh.shape)
+
+
+def _spread_over_devices(x: jax.Array) -> jax.Array:
+    """A stack of matrices ``[k, m, n]`` zero-padded to a multiple of the devices that the logical axis
+    ``matrices`` maps to, laid out by whole matrices over the devices of ``matrix_stacks`` (fsdp: from the
+    parameters' shards by all-to-all), then split over all those of ``matrices`` (data-parallel replicas each
+    take a slice of what they hold: no communication), so that each device runs the Newton-Schulz chains of
+    1/N of the matrices (a zero matrix stays zero). A matrix's own dimensions stay as XLA finds best (split
+    over tensor where the parameter is). Without a mesh, unchanged."""
+    devices = _matrix_devices("matrices")
     if devices > 1 and len(x) % devices:
         x = jnp.pad(x, ((0, devices - len(x) % devices), (0, 0), (0, 0)))
-    return nn.with_logical_constraint(x, ("matrices", None, None))
+    if devices > 1:
+        x = nn.with_logical_constraint(x, ("matrix_stacks", _FREE, _FREE))
+    return nn.with_logical_constraint(x, ("matrices", _FREE, _FREE))
+
+
+def _gather_over_replicas(x: jax.Array) -> jax.Array:
+    """Orthogonalised stacks from the ``matrices`` split back to the ``matrix_stacks`` one: replicas all-gather
+    each other's matrices, in bfloat16, before the updates are cut out and cast to float32."""
+    if _matrix_devices("matrices") > 1:
+        x = nn.with_logical_constraint(x, ("matrix_stacks", _FREE, _FREE))
+    return x
 
 
 def orthogonal_updates(
@@ -195,11 +216,11 @@ def orthogonal_updates(
     wide) are stacked into one Newton-Schulz chain: a DiT of 8 unscanned blocks has ~60 matrices of 3-4 sizes,
     and a chain of 15 small matmuls each would be launch-bound on a GPU.
 
-    On a mesh each stack is split by whole matrices over the mesh axes of the logical axis ``matrices`` (fsdp),
-    in bfloat16, the precision the iterations run in, instead of each device gathering the parameters it holds
-    a shard of and running every chain itself. Data-parallel replicas, which hold whole parameters, still
-    repeat the chains: splitting them there too would cost an all-gather of the updates. Each update goes back
-    to its parameter's layout (``MatrixLayout.names``)."""
+    On a mesh each stack is split by whole matrices over the mesh axes of the logical axis ``matrices``
+    (fsdp x data: :func:`_spread_over_devices`), in bfloat16, the precision the iterations run in, instead of
+    each device gathering the parameters it holds a shard of and running every chain itself; data-parallel
+    replicas then all-gather the orthogonalised matrices. Each update goes back to its parameter's layout
+    (``MatrixLayout.names``)."""
     groups: dict[tuple[int, int], list[str]] = {}
     stacks, tall = {}, {}
     for key, g in grads.items():
@@ -209,7 +230,8 @@ def orthogonal_updates(
         groups.setdefault(stacks[key].shape[1:], []).append(key)
     out = {}
     for (_, n), keys in groups.items():
-        done = orthogonalize(_spread_over_devices(jnp.concatenate([stacks[k] for k in keys])), steps)
+        spread = _spread_over_devices(jnp.concatenate([stacks[k] for k in keys]))
+        done = _gather_over_replicas(orthogonalize(spread, steps))  # bfloat16, as the stacks
         start = 0
         for key in keys:
             x = done[start : start + len(stacks[key])].astype(jnp.float32) * (rms * math.sqrt(n))
