@@ -2,7 +2,8 @@
 # the top of the committed recipe's spread, together (NOTES DiT item 14). No single change has moved shape
 # outside that spread (72-79% for the recipe as committed, 70-78% over eleven one-change arms), and 85% needs
 # about 8 points more, so one arm stacks them and the others take it apart. The first run of this set (NOTES
-# DiT item 16; one slow H200, two calls on one machine): control 71%, combined 76% shape. Since the
+# DiT item 16; one slow H200, two calls on one machine): control 71%, combined 76% shape; combined_muon 77%
+# (item 20, one call on another H200). Since the
 # seventeenth session (NOTES DiT item 18) `combined_muon` comes first: `combined` with Muon for the DiT's
 # matrices (train.optim.kind=muon) at twice the committed rate (2e-3), which on a CPU stand-in reached a 12-16%
 # lower held-out loss than AdamW at the same steps; `combined` beside it on the same machine says what Muon
