@@ -62,7 +62,8 @@ def make_unscaled_optimizer(
     kind = opt.get("kind", "adamw")
     if kind not in OPTIMIZERS:
         raise ValueError(f"optim.kind must be one of {OPTIMIZERS}, got {kind!r}")
-    scale = adam = optax.scale_by_adam(b1=opt.b1, b2=opt.b2)
+    adam = optax.scale_by_adam(b1=opt.b1, b2=opt.b2)
+    scale = adam  # what scales the gradients: Adam, or Adam and Muon by parameter (below)
     if kind == "muon":
         if boxed_params is None:
             raise ValueError("optim.kind=muon needs the parameters' logical axis names (boxed_params)")
@@ -193,9 +194,8 @@ def _spread_over_devices(x: jax.Array) -> jax.Array:
     1/N of the matrices (a zero matrix stays zero). A matrix's own dimensions stay as XLA finds best (split
     over tensor where the parameter is). Without a mesh, unchanged."""
     devices = _matrix_devices("matrices")
-    if devices > 1 and len(x) % devices:
-        x = jnp.pad(x, ((0, devices - len(x) % devices), (0, 0), (0, 0)))
     if devices > 1:
+        x = jnp.pad(x, ((0, -len(x) % devices), (0, 0), (0, 0)))
         x = nn.with_logical_constraint(x, ("matrix_stacks", _FREE, _FREE))
     return nn.with_logical_constraint(x, ("matrices", _FREE, _FREE))
 
