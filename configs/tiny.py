@@ -163,6 +163,9 @@ def get_config() -> ml_collections.ConfigDict:
     # > 0: the latent dataset may still be being encoded (`jaxsora encode` beside this run): wait up to this many
     # seconds for the encode to start (its meta.json), build and compile meanwhile, then wait for it to end
     tr.wait_for_latents_s = 0.0
+    # with wait_for_latents_s: > 0 trains once this many parts of the encode are finished, on them and their
+    # statistics, and takes in the parts finished later as training goes on; 0 waits for the whole dataset
+    tr.start_with_parts = 0
     tr.log_every = 10
     tr.ckpt_every = 100
     tr.keep = 3

@@ -32,7 +32,7 @@ import numpy as np
 
 from jaxsora import tokenizer
 from jaxsora.data.buckets import full_batch_size, pad_to_full_batch
-from jaxsora.data.latents import ChannelStats, PartWriter, part_path, write_meta
+from jaxsora.data.latents import ChannelStats, PartWriter, part_path, progress_path, write_json, write_meta
 from jaxsora.data.pipeline import batched_dataset, clip_shapes, close_iterator, make_source
 from jaxsora.progress import progress_bar
 
@@ -89,8 +89,8 @@ def encode_dataset(
         )
     )
 
-    progress_path = out / f"progress-p{process:03d}.json"
-    done = json.loads(progress_path.read_text()) if progress_path.is_file() else {"parts": 0, "clips": 0}
+    progress_file = progress_path(out, process)
+    done = json.loads(progress_file.read_text()) if progress_file.is_file() else {"parts": 0, "clips": 0}
     if "iterator" in done:
         data_iter.set_state(done["iterator"])
     stats = ChannelStats(codec.cfg.latent_channels, done.get("stats"))
@@ -117,8 +117,8 @@ def encode_dataset(
         writer.close()
         done["parts"] += 1
         done["iterator"] = state
-        done["stats"] = stats.state()
-        progress_path.write_text(json.dumps(done))
+        done["stats"] = stats.state()  # of the finished parts' clips: a trainer may start on them
+        write_json(progress_file, done)
 
     def write(batch, mean, std, state):
         """Writes one encoded batch (its device arrays fetched here) and, at a part's end, the iterator

@@ -20,13 +20,23 @@ COLOURS = ["red", "green", "blue", "yellow"]
 
 
 def make_latent_dataset(
-    folder: str | pathlib.Path, num_clips: int = 24, channels: int = 16, text_len: int = 48
+    folder: str | pathlib.Path,
+    num_clips: int = 24,
+    channels: int = 16,
+    text_len: int = 48,
+    part_size: int | None = None,
+    progress: list | None = None,
 ):
+    """Writes the dataset in parts of ``part_size`` clips (default: one part) and, as the encoder does after
+    each part, ``progress-p000.json``; ``progress`` (a list) receives each of its successive contents."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    part_size = part_size or num_clips
     stats = ChannelStats(channels)
-    writer = PartWriter(part_path(folder, 0, 0))
+    writer = None
     for i in range(num_clips):
+        if writer is None:
+            writer = PartWriter(part_path(folder, 0, i // part_size))
         t, h, w = SHAPES[i % len(SHAPES)]
         colour = COLOURS[(i // len(SHAPES)) % len(COLOURS)]
         weights = np.cos(np.arange(channels) * (1 + COLOURS.index(colour)))
@@ -51,7 +61,13 @@ def make_latent_dataset(
             }
         )
         stats.update(mean)
-    writer.close()
+        if writer.count == part_size or i == num_clips - 1:
+            writer.close()
+            writer = None
+            done = {"parts": i // part_size + 1, "clips": i + 1, "stats": stats.state()}
+            (folder / "progress-p000.json").write_text(json.dumps(done))
+            if progress is not None:
+                progress.append(done)
     meta = {
         "spatial_factor": 8,
         "temporal_factor": 4,

@@ -19,10 +19,11 @@ from latent_factory import make_latent_dataset
 
 from jaxsora import parallel
 from jaxsora.config import load_config
-from jaxsora.data.latents import LatentDataset, write_meta
+from jaxsora.data.latents import ChannelStats, LatentDataset, part_path, write_meta
 from jaxsora.data.packing import packed_dataset
 from jaxsora.sample import Generator
 from jaxsora.train import dit as dit_train
+from jaxsora.train import latent_feed
 from jaxsora.train.checkpoint import Checkpointer
 from jaxsora.train.dit_eval import load_trained
 
@@ -276,6 +277,91 @@ def test_a_trainer_started_beside_the_encode_compiles_waits_and_trains_as_after_
     assert (
         box["trainer"].ahead_step().jitted._cache_size() == 0
     )  # every step ran the executable compiled ahead
+
+
+def test_a_trainer_started_on_the_first_part_takes_in_the_rest_and_resumes_on_what_it_saved(
+    tmp_path, monkeypatch
+):
+    """train.start_with_parts=1: the trainer trains on the encode's first finished part with that part's
+    statistics, takes in the rest (and the whole dataset's statistics) once the encode has ended, and saves
+    with each checkpoint the view its data state belongs to, so a run resumed from a step of the first part
+    goes on exactly as the first run did."""
+    source, progress = tmp_path / "source", []
+    meta = make_latent_dataset(source, num_clips=32, part_size=16, progress=progress)
+    folder = tmp_path / "latents"
+    folder.mkdir()
+    header = {k: v for k, v in meta.items() if k not in ("latent_mean", "latent_std", "clips")}
+    write_meta(folder, {**header, "complete": False})
+    shutil.copy(part_path(source, 0, 0), folder)
+    (folder / "progress-p000.json").write_text(json.dumps(progress[0]))  # one part of two finished
+    first = ChannelStats(16, progress[0]["stats"])
+    monkeypatch.setattr(latent_feed, "POLL_S", 0.05)
+    extra = (
+        "train.wait_for_latents_s=300",
+        "train.start_with_parts=1",
+        "train.ckpt_every=1",
+        "train.keep=20",
+    )
+    trainer = dit_train.DiTTrainer(config_for(str(folder), "train.steps=10", *extra), tmp_path / "dit")
+    reached, released = threading.Event(), threading.Event()
+    seen = []  # (latent_mean the step was given, views taken) per step
+    original = trainer.step_fn
+
+    def step_fn():
+        step = original()
+
+        def wrapped(state, batch, *args):
+            seen.append((np.asarray(batch["latent_mean"]), trainer.feed.views_taken))
+            if len(seen) == 4:  # the encode finishes while step 4 runs
+                reached.set()
+                assert released.wait(timeout=60)
+            if len(seen) == 6:  # the pipeline over both parts (asked for at step 5) is built by step 7
+                deadline = time.monotonic() + 60
+                feed = trainer.feed
+                while not (feed.views_taken == 2 or (feed._pending and feed._pending.done())):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+            return step(state, batch, *args)
+
+        return wrapped
+
+    trainer.step_fn = step_fn
+    rec = Recorder(trainer)
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=trainer.run(progress=False)))
+    thread.start()
+    assert reached.wait(timeout=240)
+    shutil.copy(part_path(source, 0, 1), folder)
+    shutil.copy(source / "progress-p000.json", folder)
+    write_meta(folder, meta | {"complete": True})
+    released.set()
+    thread.join(timeout=240)
+    assert box["result"]["steps"] == 10 and box["result"]["data_views"] == 2
+    # step 5 found the finished encode; step 6 or 7 took the pipeline over both parts
+    assert [views for _, views in seen] in ([1] * 5 + [2] * 5, [1] * 6 + [2] * 4)
+    np.testing.assert_allclose(seen[0][0], first.mean, rtol=1e-6)
+    np.testing.assert_allclose(seen[-1][0], meta["latent_mean"], rtol=1e-6)
+    assert not np.allclose(first.mean, meta["latent_mean"], rtol=1e-3)
+    ckpt = Checkpointer(tmp_path / "dit" / "checkpoints", save_every=1, keep=20)
+    early, last = ckpt.saved_data_view(3), ckpt.saved_data_view(10)
+    assert early["files"] == [part_path(folder, 0, 0).name] and not early["complete"] and early["clips"] == 16
+    assert last["complete"] and len(last["files"]) == 2 and last["latent_mean"] == meta["latent_mean"]
+    # Resumed from step 3 (the encode long finished): steps 4-5 read the first part, as in the first run.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "dit", resumed)
+    for step_dir in (resumed / "checkpoints").iterdir():
+        if step_dir.name.isdigit() and int(step_dir.name) > 3:
+            shutil.rmtree(step_dir)
+    monkeypatch.setattr(latent_feed, "POLL_S", 1e9)
+    again = dit_train.DiTTrainer(config_for(str(folder), "train.steps=10", *extra), resumed)
+    rec_again = Recorder(again)  # the same rate schedule (over 10 steps); no new parts looked for
+    assert again.run(progress=False)["steps"] == 10
+    assert rec_again.losses[:2] == rec.losses[3:5]
+    np.testing.assert_allclose(again.parts.latent_mean, first.mean, rtol=1e-6)
+    # Sampling denormalises with the statistics the weights were trained with, saved with the checkpoint.
+    for workdir, mean in ((resumed, first.mean), (tmp_path / "dit", meta["latent_mean"])):
+        generator, _, _ = load_trained(workdir, with_vae=False)
+        np.testing.assert_allclose(generator.parts.latent_mean, mean, rtol=1e-6)
 
 
 def test_an_incomplete_latent_dataset_is_refused_and_waiting_for_one_times_out(latents, tmp_path):

@@ -11,7 +11,7 @@ import jaxsora.encode as encode_mod
 import jaxsora.train.vae as vae_train
 import jaxsora.train.vae_eval as vae_eval
 from jaxsora.config import load_config
-from jaxsora.data.latents import LatentDataset
+from jaxsora.data.latents import LatentDataset, finished_view, write_meta
 from jaxsora.encode import encode_dataset
 
 OVERRIDES = [
@@ -67,6 +67,19 @@ def test_encode_round_trip(trained, tmp_path, monkeypatch):
         assert r["caption"] == f"clip number {index}"
         decoded = codec.decode(jax.numpy.asarray(r["mean"][None]))
         assert decoded.shape == (1, t, h, w, 3)
+    # What a trainer beside the encode reads: the whole dataset once complete; while the encode runs, the
+    # parts its progress file lists as finished, with their clips' statistics (here all of the parts, each
+    # closed at the first batch that reaches 5 clips).
+    whole = finished_view(tmp_path / "latents")
+    assert whole.complete and whole.clips == 24 and list(whole.latent_mean) == meta["latent_mean"]
+    parts = json.loads((tmp_path / "latents" / "progress-p000.json").read_text())["parts"]
+    assert parts >= 2 and whole.files == tuple(f"latents-p000-{k:05d}.array_record" for k in range(parts))
+    write_meta(tmp_path / "latents", meta | {"complete": False})
+    running = finished_view(tmp_path / "latents")
+    assert not running.complete and running.files == whole.files and running.clips == 24
+    np.testing.assert_allclose(running.latent_mean, whole.latent_mean, rtol=1e-9)
+    np.testing.assert_allclose(running.latent_std, whole.latent_std, rtol=1e-9)
+    assert 10 <= len(LatentDataset(tmp_path / "latents", running.files[:2])) < 24
 
 
 def test_encode_resumes_where_it_stopped(trained, tmp_path):

@@ -52,6 +52,7 @@ def test_recipe_trains_the_dit_beside_the_encode_within_its_budget(tmp_path):
     assert names.index("train") < names.index("encode-end") and sorted(names[1:3]) == ["encode", "train"]
     (train,) = [c for c in calls if c[0] == "train"]
     assert "--config.train.wait_for_latents_s=1800" in train and "--config.train.optim.lr=5e-4" in train
+    assert "--config.train.start_with_parts=1" in train  # it trains on the first finished part
     assert dit_time_limit(calls) == 200
     assert "the encode and the DiT get" not in out.stdout
 
@@ -234,25 +235,27 @@ def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_p
     ]
 
 
-def test_the_combined_arm_set_runs_every_change_with_muon_then_without(tmp_path):
+def test_the_combined_arm_set_runs_every_change_with_muon_then_waiting_then_without(tmp_path):
     calls, res = run_ab(
-        tmp_path, PATH=gpus_on_path(tmp_path, 2), ARMS_FILE="experiments/synthetic/arms/combined.sh"
+        tmp_path, PATH=gpus_on_path(tmp_path, 3), ARMS_FILE="experiments/synthetic/arms/combined.sh"
     )
     assert (
-        "2 GPUs for 8 arms: running combined_muon combined; skipped control muon ln06 w512 w512_muon control2"
-        in res.stdout
+        "3 GPUs for 9 arms: running combined_muon combined_muon_wait combined; "
+        "skipped control muon ln06 w512 w512_muon control2" in res.stdout
     )
     by_gpu = {}
     for c in calls:
         if c[1] in ("train-vae", "train", "eval-dit"):
             by_gpu.setdefault(c[0], {}).setdefault(c[1], []).append(c)
-    for gpu, muon in (("0", True), ("1", False)):  # combined_muon on GPU 0, combined on GPU 1
+    # combined_muon on GPU 0, combined_muon_wait on GPU 1 (its DiT waits for the whole encode), combined on 2
+    for gpu, muon, start_parts in (("0", True, 1), ("1", True, 0), ("2", False, 1)):
         stages = by_gpu[gpu]
         (vae,), (train,) = stages["train-vae"], stages["train"]
         assert "--config.vae_train.latent_noise=0.6" in vae
         assert "--config.dit.width=512" in train and "--config.dit.mlp_dim=2048" in train
         assert ("--config.train.optim.kind=muon" in train) == muon
         assert ("--config.train.optim.lr=2e-3" in train) == muon
+        assert f"--config.train.start_with_parts={start_parts}" in train
         assert 450 <= dit_time_limit([c[1:] for c in stages["train"]]) <= 460  # 570 - 110 - ~0
         evals = stages["eval-dit"]
         assert len(evals) == 2 and evals[1][-2:] == ["--sampler", "heun"]

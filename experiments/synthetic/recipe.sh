@@ -3,8 +3,9 @@
 #   1. train the VAE (configs/vae_synthetic.py, <= VAE_SECONDS of training, compiles included), and score it
 #      on VAE_EVAL_NUM held-out clips (issue 3's figure, as vae_recipe.sh; 0 to skip), beside step 3
 #   2. encode CLIPS synthetic clips (configs/small.py's data: native aspect, ~128x128, 17 frames or images)
-#   3. train the DiT (configs/small.py), started with step 2: it compiles while the encode runs and trains once
-#      the latents are complete, until the deadline (DIT_SECONDS=fill, the default) or DIT_SECONDS
+#   3. train the DiT (configs/small.py), started with step 2: it compiles while the encode runs, trains once
+#      START_PARTS parts of 2000 clips are encoded (default 1; 0: once the latents are complete), takes in the
+#      parts encoded later as it goes, and stops at the deadline (DIT_SECONDS=fill, the default) or DIT_SECONDS
 #   4. evaluate: 64 held-out prompts -> videos -> describe() -> colour / shape / motion accuracy
 #   5. evaluate the modes beside step 4 (MODES_NUM cases each, default 32, as issue 5 asks; 0 to skip):
 #      image-to-video first-frame PSNR, forward extension continuity, loop seams, text-to-image colour/shape
@@ -26,7 +27,8 @@
 # 78 s, DiT 230 s (first step at 39 s), eval-dit 38 s and eval-modes 76 s after the DiT for both.
 #
 # From the sixteenth session (NOTES DiT item 17) the encode and the DiT start together, and the DiT's time
-# counts from there; the runs above gave the DiT DIT_SECONDS (200) after the encode had ended.
+# counts from there; the runs above gave the DiT DIT_SECONDS (200) after the encode had ended. From the
+# twentieth (item 21) the DiT trains on the first finished part instead of waiting for the whole encode.
 #
 # VAE_ARGS and DIT_ARGS add config overrides to the VAE's and the DiT's training; DEADLINE_S and EVAL_RESERVE_S
 # set the DiT's time (below).
@@ -58,7 +60,9 @@ $jaxsora train-vae --config configs/vae_synthetic.py --workdir "$runs/vae" \
 stamp "VAE trained"
 # The encode and the DiT's training start together: the trainer builds its model and compiles its step while the
 # encode writes the latents (it waits for their meta.json, which the encode writes first with the latent
-# channels and last with their statistics, the step's inputs), and trains as soon as the encode has ended. The
+# channels), and trains as soon as START_PARTS parts are finished, normalised by their clips' statistics (the
+# step's inputs), taking in the later parts and at last the whole dataset's statistics (jaxsora/train/
+# latent_feed.py; START_PARTS=0 waits for the whole dataset). The
 # DiT's time limit counts from that common start, so it includes the encode: at most DEADLINE_S (from the
 # recipe's start) minus what has passed minus EVAL_RESERVE_S (the DiT's start-up and last save, ~20-40 s, and
 # the evaluations, ~40-80 s), and at least 60 s. DIT_SECONDS=fill (the default) gives it all of that; a number
@@ -76,11 +80,11 @@ elif [ "$dit_left" -lt "$dit_seconds" ]; then
   echo "[recipe] the encode and the DiT get ${dit_seconds} s, not ${DIT_SECONDS} (DEADLINE_S=${DEADLINE_S:-570})"
 fi
 XLA_PYTHON_CLIENT_MEM_FRACTION=0.2 $jaxsora encode --vae "$runs/vae" --config configs/small.py \
-  --out "$runs/latents" --max-clips "${CLIPS:-10000}" --part-size 2000 > "$runs/encode.log" 2>&1 &
+  --out "$runs/latents" --max-clips "${CLIPS:-10000}" --part-size "${PART_SIZE:-2000}" > "$runs/encode.log" 2>&1 &
 encode=$!
 XLA_PYTHON_CLIENT_MEM_FRACTION=0.55 $jaxsora train --config configs/small.py --workdir "$runs/dit" \
   --config.train.latents="$runs/latents" --config.train.time_limit_s="$dit_seconds" \
-  --config.train.wait_for_latents_s=1800 ${DIT_ARGS:-} &
+  --config.train.wait_for_latents_s=1800 --config.train.start_with_parts="${START_PARTS:-1}" ${DIT_ARGS:-} &
 dit=$!
 status=0
 wait "$encode" || status=$?

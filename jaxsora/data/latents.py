@@ -7,7 +7,8 @@ Layout of a latent dataset folder::
                                    ``complete``: false from the encode's start (the VAE and factors only,
                                    so a trainer can build and compile beside it), true once it has ended
     latents-p000-00000.array_record  records of process 0, part 0 (``part_size`` clips a part)
-    progress-p000.json             parts finished and the data iterator's state (resume after interruption)
+    progress-p000.json             parts finished, the statistics of their clips and the data iterator's
+                                   state (resume after interruption; a trainer may start on those parts)
 
 Each record is a msgpack dict: ``mean`` and ``std`` (float32 ``[t, h, w, C]``), ``caption``,
 ``short_caption``, ``tokens``/``mask`` (the byte tokens at encode time), ``source_id``, ``fps`` and the pixel
@@ -16,6 +17,7 @@ geometry ``frames``/``height``/``width``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -76,12 +78,20 @@ class PartWriter:
         self._tmp.replace(self.path)
 
 
-def write_meta(folder: pathlib.Path, meta: dict) -> None:
-    """Writes ``folder/meta.json`` whole: a reader sees the old file or the new one, never a part."""
-    path = pathlib.Path(folder) / "meta.json"
-    tmp = path.with_name(f".meta.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
+def write_json(path: pathlib.Path, value: dict, indent: int | None = None) -> None:
+    """Writes ``path`` whole: a reader sees the old file or the new one, never a part."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=indent))
     tmp.replace(path)
+
+
+def write_meta(folder: pathlib.Path, meta: dict) -> None:
+    write_json(pathlib.Path(folder) / "meta.json", meta, indent=2)
+
+
+def progress_path(folder: pathlib.Path, process: int) -> pathlib.Path:
+    return pathlib.Path(folder) / f"progress-p{process:03d}.json"
 
 
 def is_complete(meta: dict) -> bool:
@@ -122,16 +132,94 @@ def wait_for_meta(
         time.sleep(poll_s)
 
 
-class LatentDataset:
-    """Random access to the records of a latent dataset folder (all processes' parts), for Grain."""
+@dataclasses.dataclass(frozen=True)
+class LatentView:
+    """Which part files of a latent dataset a trainer reads, with the channel statistics of their clips: the
+    whole dataset (``complete``), or the parts an encode still running has finished so far."""
 
-    def __init__(self, folder: str | pathlib.Path):
+    files: tuple[str, ...]  # part file names, in the folder
+    clips: int
+    latent_mean: tuple[float, ...]
+    latent_std: tuple[float, ...]
+    complete: bool
+
+    def record(self) -> dict:
+        """A JSON value (saved with a checkpoint, so a resumed run reads the same clips)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict) -> LatentView:
+        return cls(
+            tuple(record["files"]),
+            int(record["clips"]),
+            tuple(record["latent_mean"]),
+            tuple(record["latent_std"]),
+            bool(record["complete"]),
+        )
+
+    def stats(self) -> dict:
+        return {"latent_mean": list(self.latent_mean), "latent_std": list(self.latent_std)}
+
+
+def part_files(folder: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in pathlib.Path(folder).glob("latents-p*-*.array_record"))
+
+
+def finished_view(folder: str | pathlib.Path) -> LatentView | None:
+    """The dataset as it stands: all of it once its encode has ended, else the parts finished so far (each
+    process's ``progress-p*.json``: its first ``parts`` part files and their clips' statistics, written when a
+    part closes), or None when no part is finished yet (or the encode's progress files predate statistics)."""
+    folder = pathlib.Path(folder)
+    meta = read_meta(folder, allow_incomplete=True)
+    if is_complete(meta):
+        files = part_files(folder)
+        if not files:
+            raise ValueError(f"latent dataset {folder} has no record files")
+        return LatentView(
+            tuple(files),
+            int(meta.get("clips", 0)),
+            tuple(meta["latent_mean"]),
+            tuple(meta["latent_std"]),
+            complete=True,
+        )
+    channels = int(meta["latent_channels"])
+    stats, files, clips = ChannelStats(channels), [], 0
+    for path in sorted(folder.glob("progress-p*.json")):
+        try:
+            done = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):  # an encode from before its progress was written whole
+            return None
+        if done.get("parts", 0) == 0:
+            continue
+        if "stats" not in done:
+            return None
+        process = int(path.stem.removeprefix("progress-p"))
+        files += [part_path(folder, process, k).name for k in range(done["parts"])]
+        stats.merge(ChannelStats(channels, done["stats"]))
+        clips += int(done["clips"])
+    if not files:
+        return None
+    return LatentView(
+        tuple(files), clips, tuple(stats.mean.tolist()), tuple(stats.std.tolist()), complete=False
+    )
+
+
+class LatentDataset:
+    """Random access to the records of a latent dataset folder (all processes' parts, or the part files
+    ``files`` names: a :class:`LatentView`'s, which may be of an encode still running), for Grain."""
+
+    def __init__(self, folder: str | pathlib.Path, files: tuple[str, ...] | None = None):
         self.folder = pathlib.Path(folder)
-        self.meta = read_meta(self.folder)
-        files = sorted(str(p) for p in self.folder.glob("latents-p*-*.array_record"))
+        self.files = None if files is None else tuple(files)
+        self.meta = read_meta(self.folder, allow_incomplete=files is not None)
+        if files is None:
+            files = part_files(self.folder)
         if not files:
             raise ValueError(f"latent dataset {self.folder} has no record files")
-        self._source = grain.sources.ArrayRecordDataSource(files)
+        missing = [f for f in files if not (self.folder / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"latent dataset {self.folder} lacks {missing[:3]}")
+        self._source = grain.sources.ArrayRecordDataSource([str(self.folder / f) for f in files])
 
     def __len__(self) -> int:
         return len(self._source)
@@ -140,10 +228,10 @@ class LatentDataset:
         return deserialize(self._source[index])
 
     def __getstate__(self):  # re-open the files in worker processes
-        return {"folder": self.folder}
+        return {"folder": self.folder, "files": self.files}
 
     def __setstate__(self, state):
-        self.__init__(state["folder"])
+        self.__init__(state["folder"], state.get("files"))
 
 
 class ChannelStats:

@@ -31,16 +31,24 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def save(
-        self, step: int, state: Any, data_iterator: grain.DatasetIterator | None = None, force: bool = False
+        self,
+        step: int,
+        state: Any,
+        data_iterator: grain.DatasetIterator | None = None,
+        force: bool = False,
+        data_view: dict | None = None,
     ) -> bool:
         """Saves ``step`` when the interval says so (Orbax also saves a run's first step), or always with
         ``force``; True when it saved. A step already saved is not saved again, so a loop may force a save
-        (time limit, preemption) right after its periodic one."""
+        (time limit, preemption) right after its periodic one. ``data_view`` (JSON) says which data the
+        iterator's state belongs to (:meth:`saved_data_view`)."""
         if step == self._saved_step:
             return False
         items = {"state": ocp.args.StandardSave(state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+        if data_view is not None:
+            items["data_view"] = ocp.args.JsonSave(data_view)
         saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
         if saved:
             self._saved_step = step
@@ -58,6 +66,13 @@ class Checkpointer:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"]
+
+    def saved_data_view(self, step: int) -> dict | None:
+        """The ``data_view`` saved with ``step``, or None (saved without one)."""
+        if not (self.directory / str(step) / "data_view").exists():
+            return None
+        restored = self.manager.restore(step, args=ocp.args.Composite(data_view=ocp.args.JsonRestore()))
+        return restored["data_view"]
 
     def reached_preemption(self, step: int) -> bool:
         return self.manager.reached_preemption(step)

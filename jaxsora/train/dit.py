@@ -27,13 +27,13 @@ import numpy as np
 import optax
 
 from jaxsora import diffusion, parallel
-from jaxsora.data.latents import LatentDataset, is_complete, read_meta, wait_for_meta
+from jaxsora.data.latents import LatentDataset, LatentView, finished_view, read_meta, wait_for_meta
 from jaxsora.data.packing import packed_dataset
-from jaxsora.data.pipeline import close_iterator
 from jaxsora.models.dit import DiT, DiTConfig
 from jaxsora.models.text import drop_captions, make_text_encoder, pack_states
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
+from jaxsora.train.latent_feed import LatentFeed
 from jaxsora.train.loop import (
     AheadCompiledStep,
     PreemptionGuard,
@@ -304,31 +304,55 @@ class DiTTrainer(TrainStateLayout):
             }
         return {k: parallel.put_batch(self.mesh, np.asarray(batch[k])) for k in BATCH_KEYS} | self._stats
 
-    def wait_for_latents(self) -> None:
-        """With ``train.wait_for_latents_s``: blocks until the encode has ended, then takes its statistics."""
-        if is_complete(read_latent_meta(self.tc.latents, allow_incomplete=True)):
-            self.meta = read_latent_meta(self.tc.latents)
-        else:
-            left = self.wait_s - (time.perf_counter() - self.t_start)
-            log.info(
-                "waiting up to %.0f s for the encode to finish (the step compiles meanwhile)", max(left, 0)
-            )
-            self.meta = wait_for_meta(self.tc.latents, max(left, 1.0), complete=True)
-            log.info("latent dataset complete at %.1f s", time.perf_counter() - self.t_start)
-        if int(self.meta["latent_channels"]) != self.parts.channels:
+    def wait_for_latents(self) -> LatentView:
+        """With ``train.wait_for_latents_s``: blocks until the encode has ended, or, with
+        ``train.start_with_parts`` = N > 0, until N of its parts are finished; returns what to train on."""
+        start_parts = int(self.tc.get("start_with_parts", 0))
+        if start_parts < 0:
+            raise ValueError(f"train.start_with_parts must be >= 0, got {start_parts}")
+        if start_parts and jax.process_count() > 1:  # the hosts would take in new parts at different steps
+            log.warning("train.start_with_parts works on one host: waiting for the whole latent dataset")
+            start_parts = 0
+        deadline = self.t_start + self.wait_s
+        what = f"{start_parts} finished parts" if start_parts else "the encode to finish"
+        log.info(
+            "waiting up to %.0f s for %s (the step compiles meanwhile)", deadline - time.perf_counter(), what
+        )
+        while True:
+            view = finished_view(self.tc.latents)
+            if view is not None and (view.complete or (start_parts and len(view.files) >= start_parts)):
+                break
+            if time.perf_counter() > deadline:
+                raise TimeoutError(
+                    f"the latent dataset {self.tc.latents} was not complete after waiting {self.wait_s:.0f} s"
+                    + (f" (nor had {start_parts} finished parts)" if start_parts else "")
+                )
+            time.sleep(0.5)
+        log.info(
+            "latent dataset %s at %.1f s: %d clips in %d parts",
+            "complete" if view.complete else "started",
+            time.perf_counter() - self.t_start,
+            view.clips,
+            len(view.files),
+        )
+        return view
+
+    def use_view(self, view: LatentView) -> None:
+        """Train on ``view``'s clips, normalised by their statistics."""
+        meta = read_latent_meta(self.tc.latents, allow_incomplete=not view.complete)
+        if int(meta["latent_channels"]) != self.parts.channels:
             raise ValueError(
-                f"{self.tc.latents} has {self.meta['latent_channels']} latent channels, "
+                f"{self.tc.latents} has {meta['latent_channels']} latent channels, "
                 f"its encode began with {self.parts.channels}"
             )
+        self.meta = meta | view.stats()
         self.parts.set_stats(self.meta)
         self._stats = None
 
-    def data(self):
-        return iter(
-            packed_dataset(
-                LatentDataset(self.tc.latents), self.config, tokenize=self.parts.text.caption_tokenizer()
-            )
-        )
+    def data(self, view: LatentView | None = None):
+        """The packed batches of ``view``'s clips (default: the whole dataset)."""
+        dataset = LatentDataset(self.tc.latents, None if view is None else view.files)
+        return iter(packed_dataset(dataset, self.config, tokenize=self.parts.text.caption_tokenizer()))
 
     def run(self, *, progress: bool = True) -> dict[str, float]:
         tc, config = self.tc, self.config
@@ -337,26 +361,36 @@ class DiTTrainer(TrainStateLayout):
         # latents, from its construction (the wait included)
         t_start = self.t_start if waiting else time.perf_counter()
         save_config(self.workdir, config)
-        data_iter = None if waiting else self.data()
         ckpt = Checkpointer(self.workdir / "checkpoints", save_every=tc.ckpt_every, keep=tc.keep)
+        latest = ckpt.latest_step()
+        # a resumed run reads the clips its checkpoint's data state belongs to (an encode's first parts, maybe)
+        saved_view = None if latest is None else ckpt.saved_data_view(latest)
+        feed = None
+        if not waiting:  # its data workers start while the step compiles
+            view = LatentView.from_record(saved_view) if saved_view else finished_view(self.tc.latents)
+            self.use_view(view)
+            feed = LatentFeed(self.tc.latents, view, self.data)
         rng = jax.random.key(config.seed + 1)
         # The step compiles (for the one batch shape the packer emits, from the state's layout) while the state
         # is initialised and the data workers start, or, with train.wait_for_latents_s, while the encode still
         # writes the latents (the step takes their statistics as inputs, so it needs only their channel count).
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        if (ckpt.latest_step() or 0) < tc.steps:
+        if (latest or 0) < tc.steps:
             abstract = self.abstract_state()
             self.ahead_step().precompile(pool, self.mesh, abstract, {"pack": self.batch_spec()}, rng)
         state = self.init_state()
         if waiting:
             try:
-                self.wait_for_latents()
+                view = self.wait_for_latents()
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-            data_iter = self.data()
-        if ckpt.latest_step() is not None:
-            state = ckpt.restore(abstract_with_shardings(state), data_iter)
+            view = LatentView.from_record(saved_view) if saved_view else view
+            self.use_view(view)
+            feed = LatentFeed(self.tc.latents, view, self.data)
+        self.feed = feed
+        if latest is not None:
+            state = ckpt.restore(abstract_with_shardings(state), feed.iterator)
             log.info("resumed from step %d", int(state.step))
         step = int(state.step)
         writer = metrics_lib.MetricWriter(self.workdir, enabled=jax.process_index() == 0)
@@ -372,7 +406,16 @@ class DiTTrainer(TrainStateLayout):
         t_first = None  # when the first step (and so the compile) had run: the time schedule's origin
         with PreemptionGuard() as guard:
             while step < tc.steps:
-                host = next(data_iter)
+                if feed.take_new_parts():
+                    self.use_view(feed.view)
+                    log.info(
+                        "step %d: training on %d clips in %d parts%s",
+                        step,
+                        feed.view.clips,
+                        len(feed.view.files),
+                        " (the whole dataset)" if feed.view.complete else "",
+                    )
+                host = next(feed)
                 if first_step_s is None:
                     log.info("first batch at %.1f s", time.perf_counter() - t_start)
                 now = time.perf_counter()
@@ -419,16 +462,17 @@ class DiTTrainer(TrainStateLayout):
                     writer.scalars(step, last)
                 if tc.sample_every and step % tc.sample_every == 0:
                     self.write_samples(state, writer, step)
-                ckpt.save(step, state, data_iter, force=step == tc.steps)
+                save = functools.partial(ckpt.save, step, state, feed.iterator, data_view=feed.view.record())
+                save(force=step == tc.steps)
                 if guard.requested or ckpt.reached_preemption(step):
                     log.warning("preemption requested: saving step %d and stopping", step)
-                    ckpt.save(step, state, data_iter, force=True)
+                    save(force=True)
                     break
                 if tc.time_limit_s and time.perf_counter() - t_start > tc.time_limit_s:
                     log.warning(
                         "time limit of %.0f s reached: saving step %d and stopping", tc.time_limit_s, step
                     )
-                    ckpt.save(step, state, data_iter, force=True)
+                    save(force=True)
                     break
         jax.block_until_ready(state)
         t_end = time.perf_counter()
@@ -439,13 +483,16 @@ class DiTTrainer(TrainStateLayout):
             last.update({f"{k}_per_s": v / elapsed for k, v in counted.items()})
         last["train_seconds"] = t_end - t_start
         last["steps"] = step
+        last["data_views"] = (
+            feed.views_taken
+        )  # 1, or more where the run took in parts an encode finished later
         if first_step_s is not None:
             last["first_step_s"] = first_step_s
         for label, seconds in self.ahead_step().compile_seconds.items():
             last[f"compile_s_{label}"] = seconds
         pool.shutdown(wait=False, cancel_futures=True)
         ckpt.close()
-        close_iterator(data_iter)
+        feed.close()
         writer.close()
         if bar:
             bar.close()

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxsora.data.latents import LatentView
 from jaxsora.data.synthetic import SyntheticWorld, vocab
 from jaxsora.data.synthetic.measure import as_uint8_video
 from jaxsora.progress import progress_bar
@@ -54,12 +55,18 @@ def load_trained(
     """(Generator, params, config) of a ``jaxsora train`` workdir (EMA weights by default); with a ``mesh``
     of several devices the Generator samples sharded over it."""
     config = load_run_config(workdir)
-    meta = read_latent_meta(config.train.latents)
+    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints", save_every=1, keep=1000)
+    step = ckpt.latest_step() if step is None else step
+    # the latent statistics the weights were trained with: those of the clips the checkpoint's data read (the
+    # whole dataset, or an encode's first parts), saved with it; the dataset's for checkpoints without them
+    view = None if step is None else ckpt.saved_data_view(step)
+    meta = read_latent_meta(config.train.latents, allow_incomplete=view is not None)
+    if view is not None:
+        meta = meta | LatentView.from_record(view).stats()
     parts = DiTParts(config, meta)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = nn.meta.unbox(jax.eval_shape(parts.init, jax.random.key(0)))
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract)
-    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints", save_every=1, keep=1000)
     try:
         state = ckpt.restore(abstract, step=step)
     except ValueError as e:  # orbax lists every mismatching leaf: one line is enough here
