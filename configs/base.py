@@ -64,6 +64,7 @@ def get_config():
     tr.sample_size = "256x256"
     tr.sample_frames = 33
     tr.ema_decay = 0.9999
+    tr.optim.kind = "adamw"  # small.py's Muon is measured on its 5-minute recipe only
     tr.optim.lr = 1e-4
     tr.optim.warmup_steps = 2000
     return config

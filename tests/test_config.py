@@ -100,17 +100,19 @@ def test_model_presets_load_and_have_their_sizes():
 
 
 def test_large_presets_do_not_inherit_the_synthetic_recipes_settings():
-    """base.py starts from small.py (and wan13b_shape.py from base.py): small's unrolled blocks, time box
+    """base.py starts from small.py (and wan13b_shape.py from base.py): small's unrolled blocks, Muon, time box
     and fixed timestep shift suit its 5-minute synthetic recipe only. Scanned, the 30-block Wan-shape step
     compiles in ~20 s (~70 s unrolled); a 230 s time limit would stop a 200k-step run after four minutes."""
     small = load_config("configs/small.py", [])
     assert small.dit.scan is False and small.train.time_limit_s > 0  # what the large presets must undo
+    assert small.train.optim.kind == "muon"
     for name in ("base", "wan13b_shape"):
         config = load_config(f"configs/{name}.py", [])
         assert config.dit.scan is True, name
         assert config.train.time_limit_s == 0 and config.train.schedule == "steps", name
         assert config.diffusion.shift_base < config.diffusion.shift_max, name  # grows with the token count
         assert config.text.max_len >= 256, name  # descriptive captions, not the synthetic world's <= 64 words
+        assert config.train.optim.kind == "adamw", name  # small's Muon is measured on its recipe only
 
 
 def test_compiler_options_turn_triton_gemm_off_on_gpu_only(monkeypatch):

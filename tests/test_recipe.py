@@ -147,7 +147,7 @@ def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
         tmp_path,
         ARMS="a b c",
         ARM_B="--config.patch=(1,1,1)",
-        VAE_C="--config.vae_train.latent_noise=0.6",
+        VAE_C="--config.vae_train.latent_noise=0.3",
         ENV_C="CLIPS=123",
         EXTRA_EVALS="--guidance 7;--sampler heun",
         EXTRA_A="",
@@ -161,8 +161,12 @@ def test_ab_recipe_runs_each_arm_on_its_own_gpu_with_its_own_settings(tmp_path):
     (train_b,) = [c for c in by_arm["b"] if c[1] == "train"]
     assert "--config.patch=(1,1,1)" in train_b
     (vae_c,) = [c for c in by_arm["c"] if c[1] == "train-vae"]
-    assert "--config.vae_train.latent_noise=0.6" in vae_c
-    assert not any("latent_noise" in a for c in by_arm["a"] + by_arm["b"] for a in c)
+    noise_c = [a for a in vae_c if a.startswith("--config.vae_train.latent_noise=")]
+    assert noise_c == [
+        "--config.vae_train.latent_noise=0.6",
+        "--config.vae_train.latent_noise=0.3",
+    ]  # last wins
+    assert not any("latent_noise=0.3" in a for c in by_arm["a"] + by_arm["b"] for a in c)
     (encode_c,) = [c for c in by_arm["c"] if c[1] == "encode"]
     assert encode_c[encode_c.index("--max-clips") + 1] == "123"
     # What comes back: summary.txt, arms.tar.gz (logs and eval JSONs) and sheets_1.tar (contact sheets).
@@ -235,32 +239,38 @@ def test_ab_recipe_takes_a_committed_arm_set_and_runs_as_many_arms_as_gpus(tmp_p
     ]
 
 
-def test_the_combined_arm_set_runs_every_change_with_muon_then_waiting_then_without(tmp_path):
+def test_the_combined_arm_set_runs_the_recipe_then_the_recipe_without_each_change(tmp_path):
     calls, res = run_ab(
-        tmp_path, PATH=gpus_on_path(tmp_path, 3), ARMS_FILE="experiments/synthetic/arms/combined.sh"
+        tmp_path, PATH=gpus_on_path(tmp_path, 4), ARMS_FILE="experiments/synthetic/arms/combined.sh"
     )
     assert (
-        "3 GPUs for 9 arms: running combined_muon combined_muon_wait combined; "
-        "skipped control muon ln06 w512 w512_muon control2" in res.stdout
+        "4 GPUs for 7 arms: running combined_muon combined_muon_wait combined control; skipped no_ln w384 again"
+        in res.stdout
     )
     by_gpu = {}
     for c in calls:
         if c[1] in ("train-vae", "train", "eval-dit"):
             by_gpu.setdefault(c[0], {}).setdefault(c[1], []).append(c)
-    # combined_muon on GPU 0, combined_muon_wait on GPU 1 (its DiT waits for the whole encode), combined on 2
-    for gpu, muon, start_parts in (("0", True, 1), ("1", True, 0), ("2", False, 1)):
+    # GPU 0: the recipe as committed; 1: its DiT waits for the whole encode; 2: AdamW instead of Muon;
+    # 3: the nineteenth session's recipe (384 wide, AdamW, no latent noise, waiting)
+    for gpu, noise, start_parts, adamw, w384 in (
+        ("0", "0.6", 1, False, False),
+        ("1", "0.6", 0, False, False),
+        ("2", "0.6", 1, True, False),
+        ("3", "0", 0, True, True),
+    ):
         stages = by_gpu[gpu]
         (vae,), (train,) = stages["train-vae"], stages["train"]
-        assert "--config.vae_train.latent_noise=0.6" in vae
-        assert "--config.dit.width=512" in train and "--config.dit.mlp_dim=2048" in train
-        assert ("--config.train.optim.kind=muon" in train) == muon
-        assert ("--config.train.optim.lr=2e-3" in train) == muon
+        assert f"--config.vae_train.latent_noise={noise}" in vae
         assert f"--config.train.start_with_parts={start_parts}" in train
+        assert ("--config.train.optim.kind=adamw" in train) == adamw
+        assert ("--config.train.optim.lr=1e-3" in train) == adamw
+        assert ("--config.dit.width=384" in train) == w384
         assert 450 <= dit_time_limit([c[1:] for c in stages["train"]]) <= 460  # 570 - 110 - ~0
         evals = stages["eval-dit"]
         assert len(evals) == 2 and evals[1][-2:] == ["--sampler", "heun"]
     got = returned(tmp_path / "out", tmp_path / "returned")
-    assert {"eval_dit_combined_muon.json", "eval_dit_combined_muon_x1.json", "eval_dit_combined.json"} <= set(
+    assert {"eval_dit_combined_muon.json", "eval_dit_combined_muon_x1.json", "eval_dit_control.json"} <= set(
         got
     )
 

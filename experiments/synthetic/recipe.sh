@@ -55,8 +55,11 @@ join_stage() {
   [ "$status" -eq 0 ] || echo "[recipe] $name failed (exit $status): $log"
   stamp "$what"
 }
+# The VAE trains with noise on its latents (VAE_LATENT_NOISE, default 0.6; 0 as configs/vae_synthetic.py): a
+# decoder that tolerates the DiT's imperfect latents (NOTES DiT items 10, 16; the default since the twentieth session).
 $jaxsora train-vae --config configs/vae_synthetic.py --workdir "$runs/vae" \
-  --config.vae_train.time_limit_s="${VAE_SECONDS:-130}" ${VAE_ARGS:-}
+  --config.vae_train.time_limit_s="${VAE_SECONDS:-130}" \
+  --config.vae_train.latent_noise="${VAE_LATENT_NOISE:-0.6}" ${VAE_ARGS:-}
 stamp "VAE trained"
 # The encode and the DiT's training start together: the trainer builds its model and compiles its step while the
 # encode writes the latents (it waits for their meta.json, which the encode writes first with the latent

@@ -1,9 +1,10 @@
 """Training the diffusion transformer on a latent dataset: ``jaxsora train --config ... --workdir runs/dit``.
 
 Packed batches (:mod:`jaxsora.data.packing`) of VAE latents from ``jaxsora encode`` are normalised per latent
-channel (statistics from the dataset's meta.json, passed to the step with each batch, so that the step can
-compile before they are known: ``train.wait_for_latents_s`` starts the trainer beside the encode that writes
-them), noised along the rectified-flow path with per-clip times and given-frame conditioning
+channel (statistics of the clips read, from the dataset's meta.json, passed to the step with each batch, so that
+the step can compile before they are known: ``train.wait_for_latents_s`` starts the trainer beside the encode
+that writes them, and ``train.start_with_parts`` trains on its first finished parts, with theirs:
+:mod:`jaxsora.train.latent_feed`), noised along the rectified-flow path with per-clip times and given-frame conditioning
 (:mod:`jaxsora.diffusion`), and the DiT (plus the jointly trained text encoder, over byte or hashed-word tokens)
 learns the velocity. One jit-compiled train step with explicit in/out shardings over the mesh (data, fsdp,
 tensor, sequence) from the config; AdamW with warm-up + cosine, clipping, EMA; Orbax async checkpoints with the
@@ -349,6 +350,14 @@ class DiTTrainer(TrainStateLayout):
         self.parts.set_stats(self.meta)
         self._stats = None
 
+    def open_feed(self, view: LatentView | dict) -> LatentFeed:
+        """The batches of ``view`` (a :class:`LatentView` or a checkpoint's record of one), growing with an
+        encode still running, normalised by its statistics."""
+        view = LatentView.from_record(view) if isinstance(view, dict) else view
+        self.use_view(view)
+        self.feed = LatentFeed(self.tc.latents, view, self.data)
+        return self.feed
+
     def data(self, view: LatentView | None = None):
         """The packed batches of ``view``'s clips (default: the whole dataset)."""
         dataset = LatentDataset(self.tc.latents, None if view is None else view.files)
@@ -365,11 +374,8 @@ class DiTTrainer(TrainStateLayout):
         latest = ckpt.latest_step()
         # a resumed run reads the clips its checkpoint's data state belongs to (an encode's first parts, maybe)
         saved_view = None if latest is None else ckpt.saved_data_view(latest)
-        feed = None
         if not waiting:  # its data workers start while the step compiles
-            view = LatentView.from_record(saved_view) if saved_view else finished_view(self.tc.latents)
-            self.use_view(view)
-            feed = LatentFeed(self.tc.latents, view, self.data)
+            feed = self.open_feed(saved_view or finished_view(self.tc.latents))
         rng = jax.random.key(config.seed + 1)
         # The step compiles (for the one batch shape the packer emits, from the state's layout) while the state
         # is initialised and the data workers start, or, with train.wait_for_latents_s, while the encode still
@@ -385,10 +391,7 @@ class DiTTrainer(TrainStateLayout):
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-            view = LatentView.from_record(saved_view) if saved_view else view
-            self.use_view(view)
-            feed = LatentFeed(self.tc.latents, view, self.data)
-        self.feed = feed
+            feed = self.open_feed(saved_view or view)
         if latest is not None:
             state = ckpt.restore(abstract_with_shardings(state), feed.iterator)
             log.info("resumed from step %d", int(state.step))

@@ -1,48 +1,33 @@
-# Arms for ab_recipe.sh (ARMS_FILE=experiments/synthetic/arms/combined.sh): the changes that each scored at
-# the top of the committed recipe's spread, together (NOTES DiT item 14). No single change has moved shape
-# outside that spread (72-79% for the recipe as committed, 70-78% over eleven one-change arms), and 85% needs
-# about 8 points more, so one arm stacks them and the others take it apart. The first run of this set (NOTES
-# DiT item 16; one slow H200, two calls on one machine): control 71%, combined 76% shape; combined_muon 77%
-# (item 20, one call on another H200). Since the
-# seventeenth session (NOTES DiT item 18) `combined_muon` comes first: `combined` with Muon for the DiT's
-# matrices (train.optim.kind=muon) at twice the committed rate (2e-3), which on a CPU stand-in reached a 12-16%
-# lower held-out loss than AdamW at the same steps; `combined` beside it on the same machine says what Muon
-# adds, `control` what the rest adds. In order of priority: one GPU runs `combined_muon` (further calls on the
-# same machine: ARMS=combined_muon_wait, ARMS=combined, then ARMS=control), x2 adds combined_muon_wait, x4
-# combined and control, x8 all but control2.
+# Arms for ab_recipe.sh (ARMS_FILE=experiments/synthetic/arms/combined.sh): the recipe as committed since the
+# twentieth session, and the same recipe without each of its four latest changes (NOTES DiT items 16-21).
+# History: the changes that each scored at the top of the then-committed recipe's spread (the VAE's latent
+# noise, the 512-wide DiT) were stacked as `combined` (run w, 76% shape against control 71%, one slow H200),
+# Muon added as `combined_muon` (run x, 77%, another H200), and the DiT started on the encode's first finished
+# part; on one H100 (twentieth session, runs y and z) combined_muon reached 85% shape both with and without that
+# last change, and became the committed recipe (configs/small.py, recipe.sh).
 #
-# Since the sixteenth session (NOTES DiT item 17) every arm's DiT trains beside the encode until the recipe's
-# deadline (recipe.sh's default DIT_SECONDS=fill); the dit240 and w512_240 arms of item 16 (a DiT time of 240 s
-# after the encode) are gone with that. Each arm changes the recipe as committed (configs/small.py, shift 3,
-# 10,000 clips, VAE 130 s) as named:
-#   combined_muon  combined, with Muon at train.optim.lr=2e-3 (one rate: the parameters AdamW still updates
-#              get 2e-3 too; Muon's updates are scaled to AdamW's RMS)
-#   combined_muon_wait  combined_muon with a DiT that waits for the whole encode (START_PARTS=0), as before the
-#              twentieth session (NOTES DiT item 21): what training on the first finished part adds
-#   combined   run p b's VAE (vae_train.latent_noise=0.6, 78%) and run m b's 512-wide DiT (76%; 8 heads,
-#              MLP 2048)
-#   control    the recipe as committed
-#   muon       the recipe as committed with Muon at 2e-3
-#   ln06       run p b's VAE alone, again
-#   w512       the 512-wide DiT alone
-#   w512_muon  the 512-wide DiT with Muon (combined_muon without its VAE change)
-#   control2   the recipe as committed, again
+# In order of priority: one GPU runs `combined_muon` (further calls on the same machine take the next arms), x2
+# adds combined_muon_wait, x4 combined and control, x8 all. Each arm is the recipe as committed, changed as named:
+#   combined_muon       the recipe as committed: a 512-wide DiT (8 heads, MLP 2048) with Muon for its matrices
+#                       at train.optim.lr=2e-3, a VAE trained with latent noise 0.6, the DiT training from the
+#                       encode's first finished part
+#   combined_muon_wait  its DiT waits for the whole encode (START_PARTS=0): what the first-part start adds
+#   combined            AdamW at 1e-3 instead of Muon (the rest as committed): what Muon adds
+#   control             the recipe of the nineteenth session: 384 wide (6 heads, MLP 1536), AdamW at 1e-3, no
+#                       latent noise, the DiT waiting for the whole encode
+#   no_ln               the VAE without latent noise (VAE_LATENT_NOISE=0)
+#   w384                the 384-wide DiT (with Muon)
+#   again               the recipe as committed, again: the spread between two runs of one recipe
 # Every arm is also sampled with Heun's sampler (30 steps, twice the DiT calls; +1 to +3 points of shape in
 # run l), an extra eval-dit of the same checkpoint: eval_dit_<arm>_x1.json. On one GPU, where the call's 10
 # minutes are tight, pass EXTRA_EVALS="".
-ARMS=${ARMS:-combined_muon combined_muon_wait combined control muon ln06 w512 w512_muon control2}
-w512="--config.dit.width=512 --config.dit.num_heads=8 --config.dit.mlp_dim=2048"
-ln06="--config.vae_train.latent_noise=0.6"
-muon="--config.train.optim.kind=muon --config.train.optim.lr=2e-3"
-ARM_COMBINED_MUON="$w512 $muon"
-VAE_COMBINED_MUON="$ln06"
-ARM_COMBINED_MUON_WAIT="$w512 $muon"
-VAE_COMBINED_MUON_WAIT="$ln06"
+ARMS=${ARMS:-combined_muon combined_muon_wait combined control no_ln w384 again}
+w384="--config.dit.width=384 --config.dit.num_heads=6 --config.dit.mlp_dim=1536"
+adamw="--config.train.optim.kind=adamw --config.train.optim.lr=1e-3"
 ENV_COMBINED_MUON_WAIT="START_PARTS=0"
-ARM_COMBINED="$w512"
-VAE_COMBINED="$ln06"
-ARM_MUON="$muon"
-ARM_W512_MUON="$w512 $muon"
-VAE_LN06="$ln06"
-ARM_W512="$w512"
+ARM_COMBINED="$adamw"
+ARM_CONTROL="$w384 $adamw"
+ENV_CONTROL="VAE_LATENT_NOISE=0 START_PARTS=0"
+ENV_NO_LN="VAE_LATENT_NOISE=0"
+ARM_W384="$w384"
 EXTRA_EVALS=${EXTRA_EVALS---sampler heun}

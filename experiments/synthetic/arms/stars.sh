@@ -4,7 +4,9 @@
 # the recipe as committed, x4 the first four (a 2x2 of patch size and VAE shortcut), x8 all (ARMS=... chooses
 # others).
 #
-# Each arm changes the recipe as committed (configs/small.py, shift 3, 10,000 clips, DiT 200 s) as named:
+# Each arm changes the recipe as committed (configs/small.py, shift 3, 10,000 clips, DiT 200 s) as named. Written
+# against the fourteenth session's recipe (a 384-wide DiT with AdamW, a VAE without latent noise); since the
+# twentieth the committed recipe is arms/combined.sh's combined_muon, and these arms change that one:
 #   p1           1x1x1 patches: a token per latent pixel, 4x the tokens a clip (a small star spans ~3x3 tokens
 #                instead of ~1.5x1.5); packs of 2560 tokens (95% real tokens for these clips, against 63% at
 #                2048: experiments/data/packing_efficiency.py), 12 a batch (about the step's cost at 2x2)
