@@ -114,22 +114,16 @@ def read_meta(folder: str | pathlib.Path, *, allow_incomplete: bool = False) -> 
     return meta
 
 
-def wait_for_meta(
-    folder: str | pathlib.Path, timeout_s: float, *, complete: bool, poll_s: float = 0.5
-) -> dict:
-    """``folder/meta.json`` once it exists (``complete=False``: the encode has started) or once the encode has
-    ended (``complete=True``), polling every ``poll_s`` seconds for at most ``timeout_s``."""
+def wait_for_meta(folder: str | pathlib.Path, timeout_s: float, *, poll_s: float = 0.5) -> dict:
+    """``folder/meta.json`` once it exists (the encode has started: its VAE and latent channels), polling every
+    ``poll_s`` seconds for at most ``timeout_s`` (:func:`finished_view` says what of it is finished)."""
     path = pathlib.Path(folder) / "meta.json"
     deadline = time.monotonic() + timeout_s
-    while True:
-        if path.is_file():
-            meta = json.loads(path.read_text())
-            if is_complete(meta) or not complete:
-                return meta
+    while not path.is_file():
         if time.monotonic() > deadline:
-            what = "complete" if path.is_file() else "started"
-            raise TimeoutError(f"the latent dataset {folder} was not {what} after waiting {timeout_s:.0f} s")
+            raise TimeoutError(f"the latent dataset {folder} was not started after waiting {timeout_s:.0f} s")
         time.sleep(poll_s)
+    return json.loads(path.read_text())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -222,7 +222,7 @@ class DiTTrainer(TrainStateLayout):
         self.wait_s = float(self.tc.get("wait_for_latents_s", 0.0))
         if self.wait_s > 0:  # the encode may not have started: wait for its meta.json (VAE and channels)
             log.info("waiting up to %.0f s for the latent dataset %s", self.wait_s, self.tc.latents)
-            self.meta = wait_for_meta(self.tc.latents, self.wait_s, complete=False)
+            self.meta = wait_for_meta(self.tc.latents, self.wait_s)
         else:
             self.meta = read_latent_meta(self.tc.latents)
         self.mesh = parallel.make_mesh(config.mesh.to_dict())

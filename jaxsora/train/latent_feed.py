@@ -91,6 +91,10 @@ class LatentFeed:
 
 
 def _close_quietly(iterator) -> None:
+    """Ends a pipeline swapped out (its worker processes); a failure is logged, not raised: training goes on."""
     close = getattr(iterator, "close", None)
-    if close is not None:
-        close()
+    try:
+        if close is not None:
+            close()
+    except Exception as e:
+        log.warning("closing a latent pipeline swapped out failed: %r", e)
