@@ -37,6 +37,7 @@ from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save
 from jaxsora.train.latent_feed import LatentFeed
 from jaxsora.train.loop import (
     AheadCompiledStep,
+    DispatchWindow,
     PreemptionGuard,
     Progress,
     TrainStateLayout,
@@ -407,6 +408,7 @@ class DiTTrainer(TrainStateLayout):
         counted = {"steps": 0, "clips": 0, "tokens": 0}
         t_end_limit = t_start + tc.time_limit_s if tc.time_limit_s else None
         t_first = None  # when the first step (and so the compile) had run: the time schedule's origin
+        window = DispatchWindow()
         with PreemptionGuard() as guard:
             while step < tc.steps:
                 if feed.take_new_parts():
@@ -437,6 +439,7 @@ class DiTTrainer(TrainStateLayout):
                     )
                 with parallel.mesh_context(self.mesh):
                     state, aux = self.step_fn()(state, batch, jax.random.fold_in(rng, step), np.float32(lr))
+                window.push(aux)  # the time limit below is checked against steps that have run
                 step += 1
                 compiled_here = first_step_s is None
                 if compiled_here:  # the compile (and the first batch) are in this one

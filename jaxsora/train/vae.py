@@ -30,7 +30,7 @@ from jaxsora.data.pixels import to_signed_unit
 from jaxsora.models.vae import VAE, VAEConfig
 from jaxsora.train import metrics as metrics_lib
 from jaxsora.train.checkpoint import Checkpointer, abstract_with_shardings, save_config
-from jaxsora.train.loop import AheadCompiledStep, PreemptionGuard, Progress, TrainStateLayout
+from jaxsora.train.loop import AheadCompiledStep, DispatchWindow, PreemptionGuard, Progress, TrainStateLayout
 from jaxsora.train.optim import ema_update, lr_at, make_unscaled_optimizer
 
 log = logging.getLogger(__name__)
@@ -321,6 +321,7 @@ class VAETrainer(TrainStateLayout):
         image_batches = tc.get("image_batches", True)
         deadline = t_start + tc.time_limit_s if tc.time_limit_s else None
         start_frac = step / max(tc.steps, 1)
+        window = DispatchWindow()
         with PreemptionGuard() as guard, parallel.mesh_context(self.mesh):
             while step < tc.steps:
                 t0 = time.perf_counter()
@@ -345,6 +346,7 @@ class VAETrainer(TrainStateLayout):
                     frac = max(step / max(tc.steps, 1), start_frac + (1 - start_frac) * used)
                 lr = self.learning_rate(step, frac)
                 state, parts, recon = fn(state, video, jax.random.fold_in(rng, step), np.float32(lr))
+                window.push(parts)  # the time limit below is checked against steps that have run
                 step += 1
                 b, t = batch["video"].shape[:2]
                 if bar:
