@@ -91,7 +91,9 @@ class LatentFeed:
 
 
 def _close_quietly(iterator) -> None:
-    """Ends a pipeline swapped out (its worker processes); a failure is logged, not raised: training goes on."""
+    """Ends a pipeline swapped out (its worker processes); a failure is logged, not raised: training goes on.
+    Not :func:`close_iterator`, which also makes every later shared-memory release synchronous: right when a
+    program ends (:meth:`LatentFeed.close`), not while the next pipeline is feeding the steps."""
     close = getattr(iterator, "close", None)
     try:
         if close is not None:
